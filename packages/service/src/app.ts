@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { HeptadError } from '@heptad/protocol';
+import Fastify, { type FastifyServerOptions, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import { auditRoutes } from './audit/routes.ts';
+import { deviceRoutes } from './devices/routes.ts';
+import { createAuthenticator } from './http/auth.ts';
+import type { App, RouteDeps } from './http/deps.ts';
+import { operationsRoutes } from './http/operations.ts';
+import { sendProblem, toHeptadError } from './http/problem.ts';
+import { Problem } from './http/schemas.ts';
+import { productRoutes } from './products/routes.ts';
+import type { Store } from './store/store.ts';
+import { tenantRoutes } from './tenants/routes.ts';
+
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+export const API_VERSION = '0.1.0';
+
+export interface AppOptions {
+  readonly store: Store;
+  readonly clock?: () => Date;
+  /** pino logger; silent when omitted (libraries default to silence). */
+  readonly logger?: Logger;
+  readonly bodyLimit?: number;
+  readonly https?: { key: string; cert: string } | null;
+}
+
+/** The composition root of the HTTP service: every route and hook is wired here, once. */
+export async function buildApp(options: AppOptions): Promise<App> {
+  const clock = options.clock ?? (() => new Date());
+  const fastifyOptions: FastifyServerOptions = {
+    ...(options.logger ? { loggerInstance: options.logger } : {}),
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    return503OnClosing: true,
+    routerOptions: { maxParamLength: 256 },
+    ajv: {
+      customOptions: {
+        // Wrong types are refused, not coerced; unknown fields are refused, not dropped.
+        coerceTypes: false,
+        removeAdditional: false,
+        useDefaults: false,
+        allErrors: true,
+      },
+    },
+  };
+  // One App type for both transports: the HTTPS server is a node:http-compatible server.
+  const instance = options.https
+    ? Fastify({ ...fastifyOptions, https: options.https } as FastifyServerOptions)
+    : Fastify(fastifyOptions);
+  const app = instance.withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
+
+  const deps: RouteDeps = { store: options.store, clock };
+  const auth = createAuthenticator(options.store, clock);
+
+  app.decorateRequest('principal', null);
+  app.addHook('onRoute', (route) => {
+    if (!route.config?.access && !route.url.startsWith('/docs')) {
+      throw new Error(`route ${route.method} ${route.url} declares no access rule`);
+    }
+  });
+  // Authenticate and authorize before the body is read: an anonymous caller cannot make the
+  // service parse (or store) anything.
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+    if (req.routeOptions.url?.startsWith('/docs')) return;
+    if (req.routeOptions.url === undefined) return; // 404 handler
+    await auth.authenticate(req);
+  });
+
+  app.setErrorHandler((error, req, reply) => {
+    const e = toHeptadError(
+      (error as { heptadCode?: unknown }).heptadCode === 'SERVICE_NOT_READY'
+        ? new HeptadError('SERVICE_NOT_READY', undefined, { cause: error })
+        : error,
+    );
+    if (e.status >= 500) req.log.error({ err: error, code: e.code }, 'request failed');
+    return sendProblem(reply, req, e);
+  });
+  app.setNotFoundHandler((req, reply) => sendProblem(reply, req, new HeptadError('ROUTE_NOT_FOUND')));
+
+  app.addSchema(Problem);
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Heptad security service',
+        version: API_VERSION,
+        description:
+          'Tenants, products, device groups and devices of the Heptad platform. Every call needs a bearer token ' +
+          '(Authorization: Bearer hpt_…) except /healthz, /readyz and the documents. Errors are RFC 9457 ' +
+          'problem+json with a stable `code` (see docs/errors.md).',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: false } });
+
+  app.get(
+    '/openapi.json',
+    { config: { access: { kind: 'public' } }, schema: { hide: true } },
+    async () => app.swagger(),
+  );
+
+  operationsRoutes(app, deps);
+  tenantRoutes(app, deps);
+  productRoutes(app, deps);
+  deviceRoutes(app, deps);
+  auditRoutes(app, deps);
+  return app;
+}

@@ -1,0 +1,117 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+import { HeptadError } from '@heptad/protocol';
+import { DEFAULT_BODY_LIMIT } from './app.ts';
+
+export const DEFAULT_DATA_DIR = './heptad-data';
+export const DEFAULT_LISTEN = '127.0.0.1:8443';
+export const DEFAULT_LOG_LEVEL = 'info';
+export const MAX_BODY_LIMIT = 64 * 1024 * 1024;
+
+export interface ServiceConfig {
+  readonly dataDir: string;
+  readonly listen: { readonly host: string; readonly port: number };
+  /** sqlite path or postgres:// URL */
+  readonly db: string;
+  readonly insecureHttp: boolean;
+  readonly bodyLimit: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
+  /** extra DNS names / IPs for the server certificate */
+  readonly tlsHosts: readonly string[];
+}
+
+/** Settings as they arrive from a source, before validation. */
+export interface RawConfig {
+  data?: string | undefined;
+  listen?: string | undefined;
+  db?: string | undefined;
+  insecureHttp?: boolean | undefined;
+  bodyLimit?: string | number | undefined;
+  logLevel?: string | undefined;
+  tlsHosts?: string | readonly string[] | undefined;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'silent'] as const;
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function bad(setting: string, problem: string): HeptadError {
+  return new HeptadError('CONFIG_INVALID', `${setting} ${problem}`, { fields: [{ field: setting, problem }] });
+}
+
+export function parseListen(s: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s);
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  if (!host || !Number.isInteger(port) || port > 65535) throw bad('--listen', 'must be HOST:PORT (e.g. 127.0.0.1:8443)');
+  if (!isIP(host) && !/^[A-Za-z0-9.-]{1,253}$/.test(host)) throw bad('--listen', 'has an invalid host');
+  return { host, port };
+}
+
+/** Reads the optional JSON config file (never holds secrets). */
+export function readConfigFile(path: string): RawConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new HeptadError('CONFIG_INVALID', `config file ${path} cannot be read`, { cause });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new HeptadError('CONFIG_INVALID', `config file ${path} is not valid JSON`, { cause });
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw bad('config file', 'must be a JSON object');
+  const allowed = new Set(['data', 'listen', 'db', 'insecureHttp', 'bodyLimit', 'logLevel', 'tlsHosts']);
+  for (const k of Object.keys(json)) if (!allowed.has(k)) throw bad(`config file key "${k}"`, 'is not a setting');
+  return json as RawConfig;
+}
+
+export function fromEnv(env: NodeJS.ProcessEnv): RawConfig {
+  return {
+    data: env['HEPTAD_DATA'],
+    listen: env['HEPTAD_LISTEN'],
+    db: env['HEPTAD_DB'],
+    insecureHttp: env['HEPTAD_INSECURE_HTTP'] === undefined ? undefined : env['HEPTAD_INSECURE_HTTP'] === '1',
+    bodyLimit: env['HEPTAD_BODY_LIMIT'],
+    logLevel: env['HEPTAD_LOG_LEVEL'],
+    tlsHosts: env['HEPTAD_TLS_HOSTS'],
+  };
+}
+
+/** Merges sources (later wins: file → env → flags), validates, and freezes. */
+export function resolveConfig(...sources: RawConfig[]): ServiceConfig {
+  const merged: RawConfig = {};
+  for (const s of sources) {
+    for (const [k, v] of Object.entries(s)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v;
+  }
+  const dataDir = resolve(merged.data ?? DEFAULT_DATA_DIR);
+  const listen = parseListen(merged.listen ?? DEFAULT_LISTEN);
+  const db = merged.db ?? `${dataDir}/heptad.sqlite`;
+  if (/^[a-z]+:\/\//.test(db) && !/^postgres(ql)?:\/\//.test(db)) throw bad('--db', 'must be postgres://… or a SQLite file path');
+  const insecureHttp = merged.insecureHttp === true;
+  // Plain HTTP carries bearer tokens in clear: allowed only on loopback, for development.
+  if (insecureHttp && !isLoopback(listen.host)) throw bad('--insecure-http', 'is allowed only on a loopback address');
+  const bodyLimit = Number(merged.bodyLimit ?? DEFAULT_BODY_LIMIT);
+  if (!Number.isInteger(bodyLimit) || bodyLimit < 1024 || bodyLimit > MAX_BODY_LIMIT) {
+    throw bad('--body-limit', `must be an integer from 1024 to ${MAX_BODY_LIMIT} bytes`);
+  }
+  const logLevel = merged.logLevel ?? DEFAULT_LOG_LEVEL;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw bad('--log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const hostsRaw = merged.tlsHosts ?? [];
+  const tlsHosts = (typeof hostsRaw === 'string' ? hostsRaw.split(',') : [...hostsRaw]).map((h) => h.trim()).filter(Boolean);
+  for (const h of tlsHosts) if (!isIP(h) && !/^[A-Za-z0-9.-]{1,253}$/.test(h)) throw bad('--tls-host', `"${h}" is not a host name or IP`);
+  return Object.freeze({
+    dataDir,
+    listen: Object.freeze(listen),
+    db,
+    insecureHttp,
+    bodyLimit,
+    logLevel: logLevel as ServiceConfig['logLevel'],
+    tlsHosts: Object.freeze(tlsHosts),
+  });
+}

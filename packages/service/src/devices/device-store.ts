@@ -1,0 +1,265 @@
+import { HeptadError, assertDeviceIdentity } from '@heptad/protocol';
+import type { Kysely } from 'kysely';
+import { AuditStore } from '../audit/audit-store.ts';
+import type { ChangeContext } from '../context.ts';
+import type { ProductStore } from '../products/product-store.ts';
+import { mapUnique } from '../store/errors.ts';
+import type { Database } from '../store/schema.ts';
+
+export interface Device {
+  id: string;
+  rotKind: string;
+  registeredAt: string;
+  tenantId: string | null;
+  claimedAt: string | null;
+  deviceGroupId: string | null;
+  deviceGroupName: string | null;
+  productId: string | null;
+  productName: string | null;
+}
+
+export interface RegisteredDevice extends Device {
+  publicKeyPem: string;
+}
+
+/** The most devices one claim request may name (Azure Sphere's bulk claim limit is similar). */
+export const MAX_CLAIM_BATCH = 1000;
+
+export interface DevicePage {
+  readonly limit: number;
+  /** return devices whose id sorts after this one */
+  readonly after?: string;
+}
+
+function deviceQuery(db: Kysely<Database>) {
+  return db
+    .selectFrom('devices as d')
+    .leftJoin('device_groups as g', 'g.id', 'd.device_group_id')
+    .leftJoin('products as p', 'p.id', 'g.product_id')
+    .select([
+      'd.id',
+      'd.rot_kind',
+      'd.registered_at',
+      'd.tenant_id',
+      'd.claimed_at',
+      'd.device_group_id',
+      'g.name as group_name',
+      'g.product_id',
+      'p.name as product_name',
+    ]);
+}
+
+type DeviceRow = {
+  id: string;
+  rot_kind: string;
+  registered_at: string;
+  tenant_id: string | null;
+  claimed_at: string | null;
+  device_group_id: string | null;
+  group_name: string | null;
+  product_id: string | null;
+  product_name: string | null;
+};
+
+const toDevice = (r: DeviceRow): Device => ({
+  id: r.id,
+  rotKind: r.rot_kind,
+  registeredAt: r.registered_at,
+  tenantId: r.tenant_id,
+  claimedAt: r.claimed_at,
+  deviceGroupId: r.device_group_id,
+  deviceGroupName: r.group_name,
+  productId: r.product_id,
+  productName: r.product_name,
+});
+
+/** The platform-wide device registry: the operator's view (Store.platform()). */
+export class DeviceRegistry {
+  readonly #db: Kysely<Database>;
+  constructor(db: Kysely<Database>) {
+    this.#db = db;
+  }
+
+  async register(ctx: ChangeContext, id: string, publicKeyPem: string, rotKind: string): Promise<RegisteredDevice> {
+    const identity = assertDeviceIdentity(id, publicKeyPem);
+    const existing = await this.#db.selectFrom('devices').select('id').where('id', '=', identity.id).executeTakeFirst();
+    if (existing) throw new HeptadError('DEVICE_ALREADY_REGISTERED');
+    await mapUnique('DEVICE_ALREADY_REGISTERED', () =>
+      this.#db
+        .insertInto('devices')
+        .values({
+          id: identity.id,
+          public_key_pem: identity.publicKeyPem,
+          rot_kind: rotKind,
+          registered_at: ctx.now.toISOString(),
+          tenant_id: null,
+          device_group_id: null,
+          claimed_at: null,
+        })
+        .execute(),
+    );
+    await new AuditStore(this.#db).record(ctx, {
+      tenantId: null,
+      action: 'device.registered',
+      targetType: 'device',
+      targetId: identity.id,
+      detail: { rotKind },
+    });
+    return this.get(identity.id);
+  }
+
+  async get(id: string): Promise<RegisteredDevice> {
+    const row = await deviceQuery(this.#db).select('d.public_key_pem').where('d.id', '=', id).executeTakeFirst();
+    if (!row) throw new HeptadError('DEVICE_NOT_FOUND');
+    return { ...toDevice(row), publicKeyPem: row.public_key_pem };
+  }
+
+  async list(page: DevicePage): Promise<{ items: Device[]; nextCursor: string | null }> {
+    let q = deviceQuery(this.#db);
+    if (page.after !== undefined) q = q.where('d.id', '>', page.after);
+    const rows = await q
+      .orderBy('d.id')
+      .limit(page.limit + 1)
+      .execute();
+    return pageOf(rows.map(toDevice), page.limit);
+  }
+
+  /** Releases a claimed device from its tenant (operator only); it can then be claimed again. */
+  async release(ctx: ChangeContext, id: string): Promise<RegisteredDevice> {
+    const device = await this.get(id);
+    if (device.tenantId === null) throw new HeptadError('DEVICE_NOT_CLAIMED');
+    await this.#db
+      .updateTable('devices')
+      .set({ tenant_id: null, device_group_id: null, claimed_at: null })
+      .where('id', '=', id)
+      .execute();
+    await new AuditStore(this.#db).record(ctx, {
+      tenantId: device.tenantId,
+      action: 'device.released',
+      targetType: 'device',
+      targetId: id,
+      detail: {},
+    });
+    return this.get(id);
+  }
+}
+
+function pageOf(items: Device[], limit: number): { items: Device[]; nextCursor: string | null } {
+  const page = items.slice(0, limit);
+  const last = page.at(-1);
+  return { items: page, nextCursor: items.length > limit && last ? last.id : null };
+}
+
+export interface ClaimResult {
+  claimed: string[];
+  alreadyClaimed: string[];
+}
+
+/** A tenant's devices (Store.forTenant): claimed devices only. */
+export class TenantDeviceStore {
+  readonly #db: Kysely<Database>;
+  readonly #tenantId: string;
+  readonly #products: ProductStore;
+
+  constructor(db: Kysely<Database>, tenantId: string, products: ProductStore) {
+    this.#db = db;
+    this.#tenantId = tenantId;
+    this.#products = products;
+  }
+
+  async get(id: string): Promise<Device> {
+    const row = await deviceQuery(this.#db)
+      .where('d.tenant_id', '=', this.#tenantId)
+      .where('d.id', '=', id)
+      .executeTakeFirst();
+    if (!row) throw new HeptadError('DEVICE_NOT_FOUND');
+    return toDevice(row);
+  }
+
+  async list(page: DevicePage & { deviceGroup?: string }): Promise<{ items: Device[]; nextCursor: string | null }> {
+    let q = deviceQuery(this.#db).where('d.tenant_id', '=', this.#tenantId);
+    if (page.deviceGroup !== undefined) {
+      q = q.where('d.device_group_id', '=', (await this.#products.getGroup(page.deviceGroup)).id);
+    }
+    if (page.after !== undefined) q = q.where('d.id', '>', page.after);
+    const rows = await q
+      .orderBy('d.id')
+      .limit(page.limit + 1)
+      .execute();
+    return pageOf(rows.map(toDevice), page.limit);
+  }
+
+  /**
+   * Claims devices for this tenant, all or nothing: an unknown id or a device claimed by another
+   * tenant fails the whole request (listing every offending id) and nothing changes. Claiming a
+   * device this tenant already holds is reported, not an error.
+   */
+  async claim(ctx: ChangeContext, ids: readonly string[], deviceGroupRef?: string): Promise<ClaimResult> {
+    const group = deviceGroupRef === undefined ? undefined : await this.#products.getGroup(deviceGroupRef);
+    const unique = [...new Set(ids)];
+    const rows: Array<{ id: string; tenant_id: string | null }> = [];
+    for (let i = 0; i < unique.length; i += 500) {
+      const chunk = unique.slice(i, i + 500);
+      rows.push(...(await this.#db.selectFrom('devices').select(['id', 'tenant_id']).where('id', 'in', chunk).execute()));
+    }
+    const found = new Map(rows.map((r) => [r.id, r.tenant_id]));
+    const unknown = unique.filter((id) => !found.has(id));
+    if (unknown.length > 0) {
+      throw new HeptadError('DEVICE_NOT_FOUND', `${unknown.length} device id(s) are not registered`, {
+        detail: { deviceIds: unknown },
+      });
+    }
+    const others = unique.filter((id) => {
+      const t = found.get(id);
+      return t !== null && t !== this.#tenantId;
+    });
+    if (others.length > 0) {
+      // Do not say which tenant: that would leak another tenant's fleet.
+      throw new HeptadError('DEVICE_CLAIMED_BY_OTHER_TENANT', undefined, { detail: { deviceIds: others } });
+    }
+    const toClaim = unique.filter((id) => found.get(id) === null);
+    const alreadyClaimed = unique.filter((id) => found.get(id) === this.#tenantId);
+    for (let i = 0; i < toClaim.length; i += 500) {
+      const chunk = toClaim.slice(i, i + 500);
+      const res = await this.#db
+        .updateTable('devices')
+        .set({ tenant_id: this.#tenantId, device_group_id: group?.id ?? null, claimed_at: ctx.now.toISOString() })
+        .where('id', 'in', chunk)
+        .where('tenant_id', 'is', null) // a concurrent claim by another tenant loses here
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== chunk.length) {
+        throw new HeptadError('DEVICE_CLAIMED_BY_OTHER_TENANT', 'a device was claimed concurrently');
+      }
+    }
+    const audit = new AuditStore(this.#db, this.#tenantId);
+    for (const id of toClaim) {
+      await audit.record(ctx, {
+        tenantId: this.#tenantId,
+        action: 'device.claimed',
+        targetType: 'device',
+        targetId: id,
+        detail: group ? { deviceGroupId: group.id } : {},
+      });
+    }
+    return { claimed: toClaim, alreadyClaimed };
+  }
+
+  async update(ctx: ChangeContext, id: string, patch: { deviceGroup: string | null }): Promise<Device> {
+    const device = await this.get(id);
+    const group = patch.deviceGroup === null ? null : await this.#products.getGroup(patch.deviceGroup);
+    await this.#db
+      .updateTable('devices')
+      .set({ device_group_id: group?.id ?? null })
+      .where('tenant_id', '=', this.#tenantId)
+      .where('id', '=', device.id)
+      .execute();
+    await new AuditStore(this.#db, this.#tenantId).record(ctx, {
+      tenantId: this.#tenantId,
+      action: 'device.updated',
+      targetType: 'device',
+      targetId: device.id,
+      detail: { deviceGroupId: group?.id ?? null, previousDeviceGroupId: device.deviceGroupId },
+    });
+    return this.get(device.id);
+  }
+}

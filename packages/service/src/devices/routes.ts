@@ -1,0 +1,190 @@
+import { HeptadError } from '@heptad/protocol';
+import { Type } from 'typebox';
+import { access, changeContext, principalOf, tenantScope } from '../http/auth.ts';
+import type { App, RouteDeps } from '../http/deps.ts';
+import { DeviceGroupRef, DeviceId, Limit, Timestamp, Uuid, errorResponses } from '../http/schemas.ts';
+import { MAX_CLAIM_BATCH } from './device-store.ts';
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+const DeviceSchema = Type.Object(
+  {
+    id: DeviceId,
+    rotKind: Type.String(),
+    registeredAt: Timestamp,
+    tenantId: Nullable(Uuid),
+    claimedAt: Nullable(Timestamp),
+    deviceGroupId: Nullable(Uuid),
+    deviceGroupName: Nullable(Type.String()),
+    productId: Nullable(Uuid),
+    productName: Nullable(Type.String()),
+  },
+  { $id: 'Device' },
+);
+
+const RegisteredDeviceSchema = Type.Object(
+  {
+    id: DeviceId,
+    rotKind: Type.String(),
+    registeredAt: Timestamp,
+    tenantId: Nullable(Uuid),
+    claimedAt: Nullable(Timestamp),
+    deviceGroupId: Nullable(Uuid),
+    deviceGroupName: Nullable(Type.String()),
+    productId: Nullable(Uuid),
+    productName: Nullable(Type.String()),
+    publicKeyPem: Type.String(),
+  },
+  { $id: 'RegisteredDevice' },
+);
+
+const DevicePage = Type.Object({ items: Type.Array(Type.Ref('Device')), nextCursor: Nullable(Type.String()) });
+const DEFAULT_PAGE = 100;
+const limitOf = (s: string | undefined) => (s === undefined ? DEFAULT_PAGE : Number(s));
+
+export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
+  app.addSchema(DeviceSchema);
+  app.addSchema(RegisteredDeviceSchema);
+  const IdParams = Type.Object({ deviceId: DeviceId });
+
+  app.post(
+    '/v1/devices',
+    {
+      config: { access: access.operator },
+      schema: {
+        tags: ['devices'],
+        summary: 'Register a manufactured device in the device registry (operator)',
+        body: Type.Object(
+          {
+            id: DeviceId,
+            publicKey: Type.String({ minLength: 1, maxLength: 4096, description: 'identity key, SPKI PEM, ECDSA P-256' }),
+            rotKind: Type.Optional(Type.Union([Type.Literal('tpm'), Type.Literal('soft'), Type.Literal('unknown')])),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: Type.Ref('RegisteredDevice'), ...errorResponses(409) },
+      },
+    },
+    async (req, reply) => {
+      const ctx = changeContext(req, clock);
+      const b = req.body;
+      const device = await store.transaction((s) =>
+        s.platform().registry.register(ctx, b.id, b.publicKey, b.rotKind ?? 'unknown'),
+      );
+      return reply.code(201).send(device);
+    },
+  );
+
+  app.post(
+    '/v1/devices/claim',
+    {
+      config: { access: access.tenant('Contributor') },
+      schema: {
+        tags: ['devices'],
+        summary: `Claim up to ${MAX_CLAIM_BATCH} devices for the tenant, all or nothing`,
+        description:
+          'Claiming is one-time: a device claimed by another tenant is refused and only the operator can release it.',
+        body: Type.Object(
+          {
+            deviceIds: Type.Array(DeviceId, { minItems: 1, maxItems: MAX_CLAIM_BATCH, uniqueItems: true }),
+            deviceGroup: Type.Optional(DeviceGroupRef),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({ claimed: Type.Array(DeviceId), alreadyClaimed: Type.Array(DeviceId) }),
+          ...errorResponses(404, 409),
+        },
+      },
+    },
+    async (req) => {
+      const ctx = changeContext(req, clock);
+      const tenantId = tenantScope(store, req).tenantId;
+      return store.transaction((s) =>
+        s.forTenant(tenantId).devices.claim(ctx, req.body.deviceIds, req.body.deviceGroup),
+      );
+    },
+  );
+
+  app.get(
+    '/v1/devices',
+    {
+      config: { access: access.tenant('Reader', true) },
+      schema: {
+        tags: ['devices'],
+        summary: "List devices: the tenant's claimed devices, or the whole registry for the operator",
+        querystring: Type.Object(
+          { deviceGroup: Type.Optional(DeviceGroupRef), limit: Type.Optional(Limit), after: Type.Optional(DeviceId) },
+          { additionalProperties: false },
+        ),
+        response: { 200: DevicePage, ...errorResponses(404) },
+      },
+    },
+    async (req) => {
+      const p = principalOf(req);
+      const page = { limit: limitOf(req.query.limit), ...(req.query.after ? { after: req.query.after } : {}) };
+      if (p.tenantId === null) {
+        if (req.query.deviceGroup !== undefined) throw new HeptadError('AUTH_TENANT_REQUIRED');
+        return store.platform().registry.list(page);
+      }
+      return tenantScope(store, req).devices.list({
+        ...page,
+        ...(req.query.deviceGroup !== undefined ? { deviceGroup: req.query.deviceGroup } : {}),
+      });
+    },
+  );
+
+  app.get(
+    '/v1/devices/:deviceId',
+    {
+      config: { access: access.tenant('Reader', true) },
+      schema: {
+        tags: ['devices'],
+        summary: 'Show a device',
+        params: IdParams,
+        response: { 200: Type.Ref('Device'), ...errorResponses(404) },
+      },
+    },
+    async (req) => {
+      const p = principalOf(req);
+      if (p.tenantId === null) return store.platform().registry.get(req.params.deviceId);
+      return tenantScope(store, req).devices.get(req.params.deviceId);
+    },
+  );
+
+  app.patch(
+    '/v1/devices/:deviceId',
+    {
+      config: { access: access.tenant('Contributor') },
+      schema: {
+        tags: ['devices'],
+        summary: 'Move a device to another device group (null: no group)',
+        params: IdParams,
+        body: Type.Object({ deviceGroup: Nullable(DeviceGroupRef) }, { additionalProperties: false }),
+        response: { 200: Type.Ref('Device'), ...errorResponses(404) },
+      },
+    },
+    async (req) => {
+      const ctx = changeContext(req, clock);
+      const tenantId = tenantScope(store, req).tenantId;
+      return store.transaction((s) => s.forTenant(tenantId).devices.update(ctx, req.params.deviceId, req.body));
+    },
+  );
+
+  app.post(
+    '/v1/devices/:deviceId/release',
+    {
+      config: { access: access.operator },
+      schema: {
+        tags: ['devices'],
+        summary: 'Release a claimed device from its tenant (operator)',
+        params: IdParams,
+        response: { 200: Type.Ref('RegisteredDevice'), ...errorResponses(404, 409) },
+      },
+    },
+    async (req) => {
+      const ctx = changeContext(req, clock);
+      return store.transaction((s) => s.platform().registry.release(ctx, req.params.deviceId));
+    },
+  );
+}

@@ -1,0 +1,90 @@
+import { HeptadError } from '@heptad/protocol';
+import type { FastifyRequest } from 'fastify';
+import { type ChangeContext, type Principal, ROLE_RANK, type TenantPrincipal, isTenantPrincipal } from '../context.ts';
+import type { Store, TenantScope } from '../store/store.ts';
+import type { Role } from '../store/schema.ts';
+import { hashToken, isWellFormedToken } from '../tenants/tokens.ts';
+
+/**
+ * Who may call a route. Declared on every route (route config `access`); a route without one
+ * fails at start-up, so nothing is reachable by forgetting to protect it.
+ */
+export type Access =
+  | { readonly kind: 'public' }
+  | { readonly kind: 'operator' }
+  | { readonly kind: 'tenant'; readonly minRole: Role; readonly operator: boolean };
+
+export const access = {
+  public: { kind: 'public' } as Access,
+  operator: { kind: 'operator' } as Access,
+  /** tenant users with at least `minRole`; `operator` also lets the platform operator in */
+  tenant: (minRole: Role, operator = false): Access => ({ kind: 'tenant', minRole, operator }),
+};
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+const MAX_AUTH_HEADER = 256;
+
+export interface Authenticator {
+  authenticate(request: FastifyRequest): Promise<void>;
+}
+
+export function createAuthenticator(store: Store, clock: () => Date): Authenticator {
+  const users = store.platform().users;
+  return {
+    async authenticate(request) {
+      const rule = request.routeOptions.config.access;
+      if (!rule) throw new HeptadError('INTERNAL_ERROR', 'route without access rule');
+      if (rule.kind === 'public') return;
+      const header = request.headers.authorization;
+      if (header === undefined || header === '') throw new HeptadError('AUTH_TOKEN_MISSING');
+      if (header.length > MAX_AUTH_HEADER || !header.startsWith('Bearer ')) throw new HeptadError('AUTH_TOKEN_INVALID');
+      const token = header.slice('Bearer '.length).trim();
+      if (!isWellFormedToken(token)) throw new HeptadError('AUTH_TOKEN_INVALID');
+      const found = await users.resolveToken(hashToken(token));
+      if (!found) throw new HeptadError('AUTH_TOKEN_INVALID');
+      if (found.expiresAt !== null && found.expiresAt <= clock().toISOString()) {
+        throw new HeptadError('AUTH_TOKEN_EXPIRED');
+      }
+      const p = found.principal;
+      request.principal = p;
+      request.log = request.log.child({ userId: p.userId, tenantId: p.tenantId });
+      if (rule.kind === 'operator') {
+        if (p.role !== 'Operator') throw new HeptadError('AUTH_OPERATOR_REQUIRED');
+        return;
+      }
+      if (p.role === 'Operator') {
+        if (!rule.operator) throw new HeptadError('AUTH_TENANT_REQUIRED');
+        return;
+      }
+      if (ROLE_RANK[p.role] < ROLE_RANK[rule.minRole]) throw new HeptadError('AUTH_ROLE_INSUFFICIENT');
+    },
+  };
+}
+
+export function principalOf(request: FastifyRequest): Principal {
+  if (!request.principal) throw new HeptadError('AUTH_TOKEN_MISSING');
+  return request.principal;
+}
+
+/** The caller as a tenant user; the operator gets AUTH_TENANT_REQUIRED. */
+export function tenantPrincipalOf(request: FastifyRequest): TenantPrincipal {
+  const p = principalOf(request);
+  if (!isTenantPrincipal(p)) throw new HeptadError('AUTH_TENANT_REQUIRED');
+  return p;
+}
+
+export function tenantScope(store: Store, request: FastifyRequest): TenantScope {
+  return store.forTenant(tenantPrincipalOf(request).tenantId);
+}
+
+export function changeContext(request: FastifyRequest, clock: () => Date): ChangeContext {
+  return { actor: principalOf(request), requestId: request.id, now: clock() };
+}

@@ -1,0 +1,117 @@
+import { type Kysely, sql } from 'kysely';
+import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
+import { HeptadError } from '@heptad/protocol';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+/**
+ * One ordered list of migrations for both dialects. A migration is never edited once released;
+ * schema changes add a new entry. Where the dialects differ (auto-increment) the migration asks.
+ */
+function migrations(dialect: Dialect): Record<string, Migration> {
+  return {
+    '0001_core': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('tenants')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull().unique())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('users')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.references('tenants.id'))
+          .addColumn('email', 'text', (c) => c.notNull().unique())
+          .addColumn('role', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('users_tenant').on('users').column('tenant_id').execute();
+        await db.schema
+          .createTable('api_tokens')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+          .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text')
+          .execute();
+        await db.schema
+          .createTable('products')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('description', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addUniqueConstraint('products_tenant_name', ['tenant_id', 'name'])
+          .execute();
+        await db.schema
+          .createTable('device_groups')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('product_id', 'text', (c) => c.notNull().references('products.id'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('description', 'text', (c) => c.notNull())
+          .addColumn('os_feed', 'text', (c) => c.notNull())
+          .addColumn('update_policy', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addUniqueConstraint('device_groups_product_name', ['product_id', 'name'])
+          .execute();
+        await db.schema.createIndex('device_groups_tenant').on('device_groups').column('tenant_id').execute();
+        await db.schema
+          .createTable('devices')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('public_key_pem', 'text', (c) => c.notNull())
+          .addColumn('rot_kind', 'text', (c) => c.notNull())
+          .addColumn('registered_at', 'text', (c) => c.notNull())
+          .addColumn('tenant_id', 'text', (c) => c.references('tenants.id'))
+          .addColumn('device_group_id', 'text', (c) => c.references('device_groups.id'))
+          .addColumn('claimed_at', 'text')
+          .execute();
+        await db.schema.createIndex('devices_tenant').on('devices').columns(['tenant_id', 'id']).execute();
+        await db.schema.createIndex('devices_group').on('devices').column('device_group_id').execute();
+        await db.schema
+          .createTable('audit_events')
+          .addColumn('seq', dialect === 'postgres' ? 'bigserial' : 'integer', (c) =>
+            dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement(),
+          )
+          .addColumn('id', 'text', (c) => c.notNull().unique())
+          .addColumn('tenant_id', 'text')
+          .addColumn('actor_id', 'text', (c) => c.notNull())
+          .addColumn('actor_role', 'text', (c) => c.notNull())
+          .addColumn('action', 'text', (c) => c.notNull())
+          .addColumn('target_type', 'text', (c) => c.notNull())
+          .addColumn('target_id', 'text', (c) => c.notNull())
+          .addColumn('request_id', 'text', (c) => c.notNull())
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('detail', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('audit_events_tenant').on('audit_events').columns(['tenant_id', 'seq']).execute();
+      },
+    },
+  };
+}
+
+class StaticProvider implements MigrationProvider {
+  readonly #dialect: Dialect;
+  constructor(dialect: Dialect) {
+    this.#dialect = dialect;
+  }
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return migrations(this.#dialect);
+  }
+}
+
+export async function migrateToLatest(db: Kysely<unknown>, dialect: Dialect): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: new StaticProvider(dialect), migrationTableName: 'heptad_migrations', migrationLockTableName: 'heptad_migrations_lock' });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    throw new HeptadError('CONFIG_INVALID', 'database migration failed', { cause: error });
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+export async function ping(db: Kysely<unknown>): Promise<void> {
+  await sql`select 1`.execute(db);
+}

@@ -1,0 +1,66 @@
+import type { Kysely } from 'kysely';
+import { AuditStore } from '../audit/audit-store.ts';
+import { DeviceRegistry, TenantDeviceStore } from '../devices/device-store.ts';
+import { ProductStore } from '../products/product-store.ts';
+import { TenantStore, UserStore } from '../tenants/tenant-store.ts';
+import type { Connection } from './connect.ts';
+import { ping } from './migrations.ts';
+import type { Database } from './schema.ts';
+
+/** Everything a tenant may touch; every query inside filters on this tenant by construction. */
+export interface TenantScope {
+  readonly tenantId: string;
+  readonly products: ProductStore;
+  readonly devices: TenantDeviceStore;
+  readonly audit: AuditStore;
+}
+
+/** Platform-wide access, for the operator and for authentication only. */
+export interface PlatformScope {
+  readonly tenants: TenantStore;
+  readonly users: UserStore;
+  readonly registry: DeviceRegistry;
+  readonly audit: AuditStore;
+}
+
+/**
+ * The query layer's front door. A tenant's data is reached only through forTenant(id); the
+ * separately named platform() is the operator's. transaction() gives the same two doors over
+ * one transaction, so a change and its audit record commit together or not at all.
+ */
+export class Store {
+  readonly #db: Kysely<Database>;
+  readonly dialect: Connection['dialect'];
+
+  constructor(db: Kysely<Database>, dialect: Connection['dialect']) {
+    this.#db = db;
+    this.dialect = dialect;
+  }
+
+  forTenant(tenantId: string): TenantScope {
+    const products = new ProductStore(this.#db, tenantId);
+    return {
+      tenantId,
+      products,
+      devices: new TenantDeviceStore(this.#db, tenantId, products),
+      audit: new AuditStore(this.#db, tenantId),
+    };
+  }
+
+  platform(): PlatformScope {
+    return {
+      tenants: new TenantStore(this.#db),
+      users: new UserStore(this.#db),
+      registry: new DeviceRegistry(this.#db),
+      audit: new AuditStore(this.#db),
+    };
+  }
+
+  transaction<T>(work: (store: Store) => Promise<T>): Promise<T> {
+    return this.#db.transaction().execute((trx) => work(new Store(trx, this.dialect)));
+  }
+
+  ping(): Promise<void> {
+    return ping(this.#db as unknown as Kysely<unknown>);
+  }
+}
