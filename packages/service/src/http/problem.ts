@@ -1,5 +1,6 @@
-import { ERROR_REGISTRY, type ErrorCode, type FieldError, HeptadError, isHeptadError } from '@heptad/protocol';
+import { DEVICE_ID_PATTERN, ERROR_REGISTRY, type ErrorCode, type FieldError, HeptadError, isHeptadError } from '@heptad/protocol';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { NAME_PATTERN } from './schemas.ts';
 
 export interface ProblemBody {
   type: string;
@@ -25,8 +26,19 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_NOT_FOUND: 'ROUTE_NOT_FOUND',
 };
 
+/** Plain words for the patterns users meet most, instead of the raw regular expression. */
+const PATTERN_PROBLEMS: Record<string, string> = {
+  [NAME_PATTERN]:
+    'must be 1–100 letters, digits, spaces or . _ ( ) + , : @ # & -, starting with a letter or digit (no / \\ quotes or ;)',
+  [DEVICE_ID_PATTERN]: 'must be a device id: 64 lowercase hex characters',
+};
+
 function fieldErrorsOf(err: FastifyError): FieldError[] {
   return (err.validation ?? []).map((v) => {
+    const pattern = (v.params as { pattern?: string } | undefined)?.pattern;
+    if (v.keyword === 'pattern' && pattern !== undefined && PATTERN_PROBLEMS[pattern]) {
+      return { field: `${err.validationContext ?? 'body'}${v.instancePath}`, problem: PATTERN_PROBLEMS[pattern] };
+    }
     const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
     const extra = (v.params as { additionalProperty?: string } | undefined)?.additionalProperty;
     const base = `${err.validationContext ?? 'body'}${v.instancePath}`;

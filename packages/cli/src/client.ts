@@ -1,0 +1,136 @@
+import http from 'node:http';
+import https from 'node:https';
+import { ERROR_REGISTRY, HeptadError, isErrorCode } from '@heptad/protocol';
+
+/** An error the service answered with (problem+json), carried to the CLI's one-line report. */
+export class ApiError extends Error {
+  readonly code: string;
+  readonly status: number;
+  readonly hint: string;
+  readonly requestId: string | undefined;
+  readonly problem: Record<string, unknown>;
+
+  constructor(status: number, problem: Record<string, unknown>) {
+    const code = typeof problem['code'] === 'string' ? problem['code'] : `HTTP_${status}`;
+    const detail = typeof problem['detail'] === 'string' ? problem['detail'] : undefined;
+    const title = typeof problem['title'] === 'string' ? problem['title'] : `HTTP ${status}`;
+    const fields = Array.isArray(problem['errors'])
+      ? (problem['errors'] as Array<{ field?: unknown; problem?: unknown }>)
+          .map((f) => `${String(f.field)} ${String(f.problem)}`)
+          .join('; ')
+      : '';
+    const ids = Array.isArray(problem['deviceIds']) ? ` (${(problem['deviceIds'] as unknown[]).join(', ')})` : '';
+    super(`${detail ?? title}${fields ? `: ${fields}` : ''}${ids}`);
+    this.code = code;
+    this.status = status;
+    this.hint =
+      typeof problem['hint'] === 'string' ? problem['hint'] : isErrorCode(code) ? ERROR_REGISTRY[code].hint : '';
+    this.requestId = typeof problem['requestId'] === 'string' ? problem['requestId'] : undefined;
+    this.problem = problem;
+  }
+}
+
+export interface ClientOptions {
+  readonly url: string;
+  readonly token: string;
+  readonly caPem?: string;
+  readonly timeoutMs?: number;
+}
+
+const MAX_RESPONSE = 32 * 1024 * 1024;
+const TLS_TRUST_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED',
+]);
+
+/** A small HTTPS client for the service API: bearer token, trusted CA, problem+json errors. */
+export class ServiceClient {
+  readonly #url: URL;
+  readonly #token: string;
+  readonly #agent: http.Agent;
+  readonly #timeoutMs: number;
+
+  constructor(options: ClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.url);
+    } catch (cause) {
+      throw new HeptadError('CLI_USAGE', `--url "${options.url}" is not a URL`, { cause });
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new HeptadError('CLI_USAGE', '--url must start with https:// (or http:// for a loopback development service)');
+    }
+    this.#url = url;
+    this.#token = options.token;
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#agent =
+      url.protocol === 'https:'
+        ? new https.Agent({ keepAlive: true, ...(options.caPem ? { ca: options.caPem } : {}) })
+        : new http.Agent({ keepAlive: true });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const target = new URL(path, this.#url);
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const mod = target.protocol === 'https:' ? https : http;
+    return new Promise<T>((resolve, reject) => {
+      const req = mod.request(
+        target,
+        {
+          method,
+          agent: this.#agent,
+          headers: {
+            authorization: `Bearer ${this.#token}`,
+            accept: 'application/json',
+            ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+          },
+          timeout: this.#timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > MAX_RESPONSE) {
+              req.destroy(new HeptadError('CLI_BAD_RESPONSE', 'response too large'));
+              return;
+            }
+            chunks.push(c);
+          });
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            const status = res.statusCode ?? 0;
+            if (status === 204) return resolve(undefined as T);
+            let json: unknown;
+            try {
+              json = text === '' ? undefined : JSON.parse(text);
+            } catch (cause) {
+              return reject(new HeptadError('CLI_BAD_RESPONSE', `HTTP ${status} with a body that is not JSON`, { cause }));
+            }
+            if (status >= 200 && status < 300) return resolve(json as T);
+            reject(new ApiError(status, typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {}));
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new HeptadError('CLI_CONNECTION_FAILED', `no answer from ${this.#url.origin} within ${this.#timeoutMs} ms`)));
+      req.on('error', (e: Error & { code?: string }) => {
+        if (e instanceof HeptadError) return reject(e);
+        if (e.code && TLS_TRUST_CODES.has(e.code)) {
+          return reject(new HeptadError('CLI_TLS_UNTRUSTED', `${this.#url.origin}: ${e.message}`, { cause: e }));
+        }
+        reject(new HeptadError('CLI_CONNECTION_FAILED', `${this.#url.origin}: ${e.code ?? e.message}`, { cause: e }));
+      });
+      if (payload) req.write(payload);
+      req.end();
+    });
+  }
+}

@@ -1,0 +1,176 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deviceIdOf } from '@heptad/protocol';
+import type { Kysely } from 'kysely';
+import { createDatabase } from '../../../../test/support/postgres.ts';
+import { buildApp } from '../../src/app.ts';
+import type { App } from '../../src/http/deps.ts';
+import { connect } from '../../src/store/connect.ts';
+import type { Database } from '../../src/store/schema.ts';
+import { Store } from '../../src/store/store.ts';
+
+export type BackendName = 'sqlite' | 'postgres';
+
+/** The store backends every service suite runs on: SQLite always, PostgreSQL when the harness started one. */
+export function backends(): BackendName[] {
+  return process.env['HEPTAD_TEST_PG_URL'] ? ['sqlite', 'postgres'] : ['sqlite'];
+}
+
+let dbCounter = 0;
+
+async function storeUrl(backend: BackendName, tag: string): Promise<{ url: string; cleanup: () => void }> {
+  if (backend === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'heptad-test-'));
+    return { url: join(dir, 'heptad.sqlite'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  const base = process.env['HEPTAD_TEST_PG_URL'];
+  if (!base) throw new Error('HEPTAD_TEST_PG_URL is not set');
+  dbCounter += 1;
+  const name = `${tag.replace(/[^a-z0-9_]/g, '_')}_${process.pid}_${dbCounter}`;
+  return { url: await createDatabase(base, name), cleanup: () => {} };
+}
+
+export interface CallOptions {
+  token?: string | undefined;
+  body?: unknown;
+  /** sent as-is (for malformed bodies) */
+  raw?: string | Buffer;
+  headers?: Record<string, string>;
+}
+
+export interface CallResult {
+  status: number;
+  json: Record<string, unknown> & { code?: string; items?: Array<Record<string, unknown>> };
+  headers: Record<string, unknown>;
+  body: string;
+}
+
+export interface TestService {
+  readonly backend: BackendName;
+  readonly app: App;
+  readonly store: Store;
+  readonly db: Kysely<Database>;
+  readonly operatorToken: string;
+  /** the injected clock; tests move it */
+  now: Date;
+  call(method: string, url: string, options?: CallOptions): Promise<CallResult>;
+  /** every row of every table, in a stable order: to assert that a refused request changed nothing */
+  snapshot(): Promise<string>;
+  close(): Promise<void>;
+}
+
+const TABLES = ['tenants', 'users', 'api_tokens', 'products', 'device_groups', 'devices', 'audit_events'] as const;
+
+export async function createTestService(
+  backend: BackendName,
+  tag: string,
+  options: { bodyLimit?: number } = {},
+): Promise<TestService> {
+  const { url, cleanup } = await storeUrl(backend, tag);
+  const conn = await connect({ url });
+  const store = new Store(conn.db, conn.dialect);
+  const svc: TestService = {
+    backend,
+    now: new Date('2026-11-22T10:00:00.000Z'),
+    app: undefined as unknown as App,
+    store,
+    db: conn.db,
+    operatorToken: '',
+    async call(method, path, o = {}) {
+      const headers: Record<string, string> = { ...(o.headers ?? {}) };
+      if (o.token !== undefined) headers['authorization'] = `Bearer ${o.token}`;
+      let payload: string | Buffer | undefined;
+      if (o.raw !== undefined) payload = o.raw;
+      else if (o.body !== undefined) {
+        payload = JSON.stringify(o.body);
+        headers['content-type'] ??= 'application/json';
+      }
+      if (o.raw !== undefined) headers['content-type'] ??= 'application/json';
+      const r = await svc.app.inject({
+        method: method as 'GET',
+        url: path,
+        headers,
+        ...(payload !== undefined ? { payload } : {}),
+      });
+      let json: CallResult['json'] = {};
+      try {
+        json = r.body ? (JSON.parse(r.body) as CallResult['json']) : {};
+      } catch {
+        json = {};
+      }
+      return { status: r.statusCode, json, headers: r.headers, body: r.body };
+    },
+    async snapshot() {
+      const parts: unknown[] = [];
+      for (const t of TABLES) {
+        const rows = await conn.db
+          .selectFrom(t)
+          .selectAll()
+          .orderBy(t === 'audit_events' ? 'seq' : 'id')
+          .execute();
+        parts.push([t, rows]);
+      }
+      return JSON.stringify(parts);
+    },
+    async close() {
+      await svc.app.close();
+      await conn.close();
+      cleanup();
+    },
+  };
+  const op = await store.platform().users.createOperatorIfMissing(svc.now);
+  if (!op) throw new Error('operator already exists in a fresh store');
+  (svc as { operatorToken: string }).operatorToken = op.token;
+  (svc as { app: App }).app = await buildApp({
+    store,
+    clock: () => svc.now,
+    ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
+  });
+  await svc.app.ready();
+  return svc;
+}
+
+export interface SeededTenant {
+  id: string;
+  name: string;
+  tokens: { Administrator: string; Contributor: string; Reader: string };
+}
+
+let seq = 0;
+/** A tenant with one user per role. */
+export async function seedTenant(svc: TestService, name = `Tenant ${++seq}`): Promise<SeededTenant> {
+  const t = await svc.call('POST', '/v1/tenants', { token: svc.operatorToken, body: { name } });
+  if (t.status !== 201) throw new Error(`seed tenant: ${t.status} ${t.body}`);
+  const id = String(t.json['id']);
+  const tokens = {} as SeededTenant['tokens'];
+  for (const role of ['Administrator', 'Contributor', 'Reader'] as const) {
+    const u = await svc.call('POST', '/v1/users', {
+      token: svc.operatorToken,
+      body: { email: `${role.toLowerCase()}.${seq}.${id.slice(0, 8)}@example.com`, role, tenantId: id },
+    });
+    if (u.status !== 201) throw new Error(`seed user: ${u.status} ${u.body}`);
+    tokens[role] = String(u.json['token']);
+  }
+  return { id, name, tokens };
+}
+
+export interface TestDevice {
+  id: string;
+  publicKeyPem: string;
+}
+
+export function makeDevice(): TestDevice {
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  return { id: deviceIdOf(publicKey), publicKeyPem: publicKey.export({ format: 'pem', type: 'spki' }).toString() };
+}
+
+export async function registerDevice(svc: TestService, device = makeDevice()): Promise<TestDevice> {
+  const r = await svc.call('POST', '/v1/devices', {
+    token: svc.operatorToken,
+    body: { id: device.id, publicKey: device.publicKeyPem, rotKind: 'soft' },
+  });
+  if (r.status !== 201) throw new Error(`register: ${r.status} ${r.body}`);
+  return device;
+}

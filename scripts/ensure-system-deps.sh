@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Makes sure the system (Debian) packages the tests need are present, installing what is missing
+# when run as root. Idempotent; when everything is present it prints nothing and takes milliseconds.
+# Called by ./run-tests. One ensure_<thing> function per dependency: add swtpm, mosquitto, chromium…
+# the same way (check cheaply, else apt_install the package, else fail naming the package).
+set -euo pipefail
+
+is_root() { [ "$(id -u)" = 0 ]; }
+
+die() { echo "ensure-system-deps: $1" >&2; exit 1; }
+
+APT_UPDATED=""
+# apt_install WHAT PACKAGE… — installs Debian packages as root (one `apt-get update` per run), or
+# fails with a message naming them.
+apt_install() {
+  local what="$1"; shift
+  if ! is_root; then
+    die "missing ${what}: install the Debian package(s) '$*' (sudo apt-get install $*), or run ./run-tests as root"
+  fi
+  command -v apt-get >/dev/null 2>&1 \
+    || die "missing ${what}: no apt-get on this system; install the equivalent of the Debian package(s) '$*'"
+  echo "ensure-system-deps: installing $* (${what})"
+  export DEBIAN_FRONTEND=noninteractive
+  local out; out="$(mktemp)"
+  if [ -z "$APT_UPDATED" ]; then
+    apt-get update >"$out" 2>&1 || { cat "$out" >&2; rm -f "$out"; die "apt-get update failed"; }
+    APT_UPDATED=1
+  fi
+  apt-get install -y --no-install-recommends "$@" >"$out" 2>&1 \
+    || { tail -n 30 "$out" >&2; rm -f "$out"; die "apt-get install $* failed"; }
+  rm -f "$out"
+}
+
+# PostgreSQL server binaries, for test/support/postgres.ts (initdb + pg_ctl of the newest
+# /usr/lib/postgresql/N). Not needed when the tests use an existing server or none.
+ensure_postgres() {
+  if [ "${HEPTAD_TEST_PG:-}" = off ] || [ -n "${HEPTAD_TEST_PG_URL:-}" ]; then return 0; fi
+  if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    apt_install "PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb)" postgresql
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+      || die "package 'postgresql' installed but /usr/lib/postgresql/*/bin/initdb is still missing"
+  fi
+  # PostgreSQL refuses to run as root: as root the tests run it as the 'postgres' user, which the
+  # Debian package creates.
+  if is_root && ! id -u postgres >/dev/null 2>&1; then
+    echo "ensure-system-deps: creating system user postgres"
+    useradd --system --user-group --home-dir /var/lib/postgresql --no-create-home \
+      --shell /bin/bash postgres || die "could not create the 'postgres' user"
+  fi
+}
+
+# runuser (util-linux): how the tests, as root, run PostgreSQL as the 'postgres' user.
+ensure_runuser() {
+  if ! is_root || command -v runuser >/dev/null 2>&1 || [ -x /usr/sbin/runuser ] || [ -x /sbin/runuser ]; then
+    return 0
+  fi
+  apt_install "runuser" util-linux
+}
+
+ensure_postgres
+ensure_runuser
