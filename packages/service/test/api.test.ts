@@ -118,8 +118,6 @@ for (const backend of backends()) {
       });
       assert.equal(g.status, 201);
       assert.equal(g.json['updatePolicy'], 'update-all');
-      const byPath = await svc.call('GET', '/v1/device-groups/DW100/Marketing', { token: a.tokens.Reader });
-      assert.equal(byPath.json['id'], g.json['id']);
       const byEncoded = await svc.call('GET', '/v1/device-groups/DW100%2FMarketing', { token: a.tokens.Reader });
       assert.equal(byEncoded.json['id'], g.json['id']);
       const upd = await svc.call('PATCH', `/v1/device-groups/${g.json['id']}`, {
@@ -246,7 +244,7 @@ for (const backend of backends()) {
         body: { deviceIds: [d.id], deviceGroup: 'DW100/Marketing' },
       });
       const before = await svc.snapshot();
-      const g = await svc.call('DELETE', '/v1/device-groups/DW100/Marketing', { token: a.tokens.Contributor });
+      const g = await svc.call('DELETE', '/v1/device-groups/DW100%2FMarketing', { token: a.tokens.Contributor });
       assert.equal(g.status, 409);
       assert.equal(g.json.code, 'DEVICE_GROUP_HAS_DEVICES');
       const p = await svc.call('DELETE', '/v1/products/DW100', { token: a.tokens.Contributor });
@@ -258,9 +256,9 @@ for (const backend of backends()) {
         body: { deviceGroup: null },
       });
       assert.equal(moved.json['deviceGroupId'], null);
-      const ok = await svc.call('DELETE', '/v1/device-groups/DW100/Marketing', { token: a.tokens.Contributor });
+      const ok = await svc.call('DELETE', '/v1/device-groups/DW100%2FMarketing', { token: a.tokens.Contributor });
       assert.equal(ok.status, 204);
-      const gone = await svc.call('GET', '/v1/device-groups/DW100/Marketing', { token: a.tokens.Reader });
+      const gone = await svc.call('GET', '/v1/device-groups/DW100%2FMarketing', { token: a.tokens.Reader });
       assert.equal(gone.json.code, 'DEVICE_GROUP_NOT_FOUND');
     });
 

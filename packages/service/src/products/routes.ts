@@ -40,6 +40,8 @@ export function productRoutes(app: App, { store, clock }: RouteDeps): void {
   app.addSchema(ProductSchema);
   app.addSchema(DeviceGroupSchema);
   const ProductParams = Type.Object({ product: ProductRef });
+  // "Product/Group" arrives with its slash encoded (%2F), e.g. /v1/device-groups/DW100%2FField%20Test
+  const GroupParams = Type.Object({ deviceGroup: DeviceGroupRef });
 
   app.post(
     '/v1/products',
@@ -181,27 +183,27 @@ export function productRoutes(app: App, { store, clock }: RouteDeps): void {
   );
 
   app.get(
-    '/v1/device-groups/*',
+    '/v1/device-groups/:deviceGroup',
     {
       config: { access: access.tenant('Reader') },
       schema: {
         tags: ['device groups'],
         summary: 'Show a device group (by id or "Product/Group")',
-        params: Type.Object({ '*': DeviceGroupRef }),
+        params: GroupParams,
         response: { 200: Type.Ref('DeviceGroup'), ...errorResponses(404) },
       },
     },
-    async (req) => tenantScope(store, req).products.getGroup(req.params['*']),
+    async (req) => tenantScope(store, req).products.getGroup(req.params.deviceGroup),
   );
 
   app.patch(
-    '/v1/device-groups/*',
+    '/v1/device-groups/:deviceGroup',
     {
       config: { access: access.tenant('Contributor') },
       schema: {
         tags: ['device groups'],
         summary: 'Change a device group',
-        params: Type.Object({ '*': DeviceGroupRef }),
+        params: GroupParams,
         body: Type.Object(
           {
             name: Type.Optional(Name),
@@ -217,25 +219,25 @@ export function productRoutes(app: App, { store, clock }: RouteDeps): void {
     async (req) => {
       const ctx = changeContext(req, clock);
       const tenantId = tenantScope(store, req).tenantId;
-      return store.transaction((s) => s.forTenant(tenantId).products.updateGroup(ctx, req.params['*'], req.body));
+      return store.transaction((s) => s.forTenant(tenantId).products.updateGroup(ctx, req.params.deviceGroup, req.body));
     },
   );
 
   app.delete(
-    '/v1/device-groups/*',
+    '/v1/device-groups/:deviceGroup',
     {
       config: { access: access.tenant('Contributor') },
       schema: {
         tags: ['device groups'],
         summary: 'Delete a device group (refused while it has devices)',
-        params: Type.Object({ '*': DeviceGroupRef }),
+        params: GroupParams,
         response: { 204: Empty, ...errorResponses(404, 409) },
       },
     },
     async (req, reply) => {
       const ctx = changeContext(req, clock);
       const tenantId = tenantScope(store, req).tenantId;
-      await store.transaction((s) => s.forTenant(tenantId).products.deleteGroup(ctx, req.params['*']));
+      await store.transaction((s) => s.forTenant(tenantId).products.deleteGroup(ctx, req.params.deviceGroup));
       return reply.code(204).send(null);
     },
   );

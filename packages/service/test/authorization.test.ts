@@ -1,0 +1,268 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import {
+  type SeededTenant,
+  type TestService,
+  backends,
+  createTestService,
+  makeDevice,
+  registerDevice,
+  seedTenant,
+} from './support/service.ts';
+
+/**
+ * The route × role table. Each row states who may call the route (written out here, not read
+ * from the code, so a wrong access rule in a route fails this test) and how a tenant user of
+ * ANOTHER tenant fares: 'notFound' (the resource is invisible) or 'own' (the call acts on, or
+ * lists, the caller's own tenant only).
+ */
+type Min = 'public' | 'operator' | 'Reader' | 'Contributor' | 'Administrator';
+interface Row {
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
+  route: string;
+  min: Min;
+  operatorToo?: boolean;
+  wrongTenant?: 'notFound' | 'own';
+  prepare(f: Fixture): Promise<{ url: string; body?: unknown }>;
+}
+interface Fixture {
+  svc: TestService;
+  a: SeededTenant;
+  productId: string;
+  deviceId: string;
+}
+
+const uniq = () => randomUUID().slice(0, 8);
+
+const ROWS: Row[] = [
+  { method: 'GET', route: '/healthz', min: 'public', prepare: async () => ({ url: '/healthz' }) },
+  { method: 'GET', route: '/readyz', min: 'public', prepare: async () => ({ url: '/readyz' }) },
+  { method: 'GET', route: '/metrics', min: 'operator', prepare: async () => ({ url: '/metrics' }) },
+  {
+    method: 'POST',
+    route: '/v1/tenants',
+    min: 'operator',
+    prepare: async () => ({ url: '/v1/tenants', body: { name: `T ${uniq()}` } }),
+  },
+  { method: 'GET', route: '/v1/tenants', min: 'Reader', operatorToo: true, wrongTenant: 'own', prepare: async () => ({ url: '/v1/tenants' }) },
+  { method: 'GET', route: '/v1/tenants/current', min: 'Reader', wrongTenant: 'own', prepare: async () => ({ url: '/v1/tenants/current' }) },
+  {
+    method: 'GET',
+    route: '/v1/tenants/{tenantId}',
+    min: 'Reader',
+    operatorToo: true,
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/tenants/${f.a.id}` }),
+  },
+  {
+    method: 'POST',
+    route: '/v1/users',
+    min: 'Administrator',
+    operatorToo: true,
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: '/v1/users', body: { email: `${uniq()}@example.com`, role: 'Reader', tenantId: f.a.id } }),
+  },
+  { method: 'GET', route: '/v1/users', min: 'Administrator', operatorToo: true, wrongTenant: 'own', prepare: async () => ({ url: '/v1/users' }) },
+  {
+    method: 'POST',
+    route: '/v1/products',
+    min: 'Contributor',
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/products', body: { name: `P ${uniq()}` } }),
+  },
+  { method: 'GET', route: '/v1/products', min: 'Reader', wrongTenant: 'own', prepare: async () => ({ url: '/v1/products' }) },
+  {
+    method: 'GET',
+    route: '/v1/products/{product}',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/products/${f.productId}` }),
+  },
+  {
+    method: 'PATCH',
+    route: '/v1/products/{product}',
+    min: 'Contributor',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/products/${f.productId}`, body: { description: uniq() } }),
+  },
+  {
+    method: 'DELETE',
+    route: '/v1/products/{product}',
+    min: 'Contributor',
+    wrongTenant: 'notFound',
+    prepare: async (f) => {
+      const p = await f.svc.call('POST', '/v1/products', { token: f.a.tokens.Administrator, body: { name: `D ${uniq()}` } });
+      return { url: `/v1/products/${p.json['id']}` };
+    },
+  },
+  {
+    method: 'POST',
+    route: '/v1/device-groups',
+    min: 'Contributor',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: '/v1/device-groups', body: { product: f.productId, name: `G ${uniq()}` } }),
+  },
+  { method: 'GET', route: '/v1/device-groups', min: 'Reader', wrongTenant: 'own', prepare: async () => ({ url: '/v1/device-groups' }) },
+  {
+    method: 'GET',
+    route: '/v1/device-groups/{deviceGroup}',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async () => ({ url: '/v1/device-groups/Matrix%2FField%20Test' }),
+  },
+  {
+    method: 'PATCH',
+    route: '/v1/device-groups/{deviceGroup}',
+    min: 'Contributor',
+    wrongTenant: 'notFound',
+    prepare: async () => ({ url: '/v1/device-groups/Matrix%2FProduction', body: { description: uniq() } }),
+  },
+  {
+    method: 'DELETE',
+    route: '/v1/device-groups/{deviceGroup}',
+    min: 'Contributor',
+    wrongTenant: 'notFound',
+    prepare: async (f) => {
+      const g = await f.svc.call('POST', '/v1/device-groups', {
+        token: f.a.tokens.Administrator,
+        body: { product: f.productId, name: `X ${uniq()}` },
+      });
+      return { url: `/v1/device-groups/${g.json['id']}` };
+    },
+  },
+  {
+    method: 'POST',
+    route: '/v1/devices',
+    min: 'operator',
+    prepare: async () => {
+      const d = makeDevice();
+      return { url: '/v1/devices', body: { id: d.id, publicKey: d.publicKeyPem } };
+    },
+  },
+  {
+    method: 'POST',
+    route: '/v1/devices/claim',
+    min: 'Contributor',
+    wrongTenant: 'own',
+    prepare: async (f) => ({ url: '/v1/devices/claim', body: { deviceIds: [(await registerDevice(f.svc)).id] } }),
+  },
+  { method: 'GET', route: '/v1/devices', min: 'Reader', operatorToo: true, wrongTenant: 'own', prepare: async () => ({ url: '/v1/devices' }) },
+  {
+    method: 'GET',
+    route: '/v1/devices/{deviceId}',
+    min: 'Reader',
+    operatorToo: true,
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/devices/${f.deviceId}` }),
+  },
+  {
+    method: 'PATCH',
+    route: '/v1/devices/{deviceId}',
+    min: 'Contributor',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/devices/${f.deviceId}`, body: { deviceGroup: 'Matrix/Field Test' } }),
+  },
+  {
+    method: 'POST',
+    route: '/v1/devices/{deviceId}/release',
+    min: 'operator',
+    prepare: async (f) => {
+      const d = await registerDevice(f.svc);
+      await f.svc.call('POST', '/v1/devices/claim', { token: f.a.tokens.Administrator, body: { deviceIds: [d.id] } });
+      return { url: `/v1/devices/${d.id}/release` };
+    },
+  },
+  { method: 'GET', route: '/v1/audit', min: 'Administrator', operatorToo: true, wrongTenant: 'own', prepare: async () => ({ url: '/v1/audit' }) },
+];
+
+const RANK: Record<string, number> = { Reader: 1, Contributor: 2, Administrator: 3 };
+type Caller = 'anonymous' | 'invalid' | 'operator' | 'Administrator' | 'Contributor' | 'Reader' | 'otherTenant';
+const CALLERS: Caller[] = ['anonymous', 'invalid', 'operator', 'Administrator', 'Contributor', 'Reader', 'otherTenant'];
+
+/** Expected outcome: 'ok' (2xx), or the error code. */
+function expected(row: Row, caller: Caller): string {
+  if (row.min === 'public') return 'ok';
+  if (caller === 'anonymous') return 'AUTH_TOKEN_MISSING';
+  if (caller === 'invalid') return 'AUTH_TOKEN_INVALID';
+  if (caller === 'operator') {
+    if (row.min === 'operator' || row.operatorToo) return 'ok';
+    return 'AUTH_TENANT_REQUIRED';
+  }
+  if (row.min === 'operator') return 'AUTH_OPERATOR_REQUIRED';
+  const role = caller === 'otherTenant' ? 'Administrator' : caller;
+  if ((RANK[role] ?? 0) < (RANK[row.min] ?? 99)) return 'AUTH_ROLE_INSUFFICIENT';
+  if (caller === 'otherTenant' && row.wrongTenant === 'notFound') return 'not-found';
+  return 'ok';
+}
+
+for (const backend of backends()) {
+  describe(`authorization matrix on ${backend}`, () => {
+    let svc: TestService;
+    let f: Fixture;
+    let b: SeededTenant;
+    before(async () => {
+      svc = await createTestService(backend, 'authz');
+      const a = await seedTenant(svc, 'Matrix A');
+      b = await seedTenant(svc, 'Matrix B');
+      const p = await svc.call('POST', '/v1/products', { token: a.tokens.Administrator, body: { name: 'Matrix' } });
+      const d = await registerDevice(svc);
+      await svc.call('POST', '/v1/devices/claim', { token: a.tokens.Administrator, body: { deviceIds: [d.id] } });
+      f = { svc, a, productId: String(p.json['id']), deviceId: d.id };
+    });
+    after(() => svc.close());
+
+    test('the table covers every route the service serves', async () => {
+      const spec = (await svc.call('GET', '/openapi.json')).json as { paths: Record<string, Record<string, unknown>> };
+      const served = Object.entries(spec.paths)
+        .flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`))
+        .sort();
+      const covered = ROWS.map((r) => `${r.method} ${r.route}`).sort();
+      assert.deepEqual(covered, served);
+    });
+
+    for (const row of ROWS) {
+      for (const caller of CALLERS) {
+        const want = expected(row, caller);
+        test(`${want}/${caller} ${row.method} ${row.route}`, async () => {
+          const { url, body } = await row.prepare(f);
+          const token =
+            caller === 'anonymous'
+              ? undefined
+              : caller === 'invalid'
+                ? `hpt_${'A'.repeat(43)}`
+                : caller === 'operator'
+                  ? svc.operatorToken
+                  : caller === 'otherTenant'
+                    ? b.tokens.Administrator
+                    : f.a.tokens[caller];
+          const before = await svc.snapshot();
+          const r = await svc.call(row.method, url, { token, ...(body !== undefined ? { body } : {}) });
+          if (want === 'ok') {
+            assert.ok(r.status >= 200 && r.status < 300, `expected 2xx, got ${r.status} ${r.body.slice(0, 200)}`);
+            if (caller === 'otherTenant') {
+              assert.ok(!r.body.includes(f.a.id), 'a call by another tenant must not show this tenant');
+            }
+            return;
+          }
+          if (want === 'not-found') {
+            assert.equal(r.status, 404, r.body);
+            assert.match(String(r.json.code), /_NOT_FOUND$/);
+          } else {
+            assert.equal(r.json.code, want, r.body);
+            assert.equal(r.status, want.startsWith('AUTH_TOKEN') ? 401 : 403);
+          }
+          assert.equal(await svc.snapshot(), before, 'a refused call changes nothing');
+        });
+      }
+    }
+
+    test('malformed Authorization headers are refused as invalid', async () => {
+      for (const header of ['Basic abc', 'Bearer', 'Bearer hpt_short', `Bearer ${'x'.repeat(400)}`, 'bearer x']) {
+        const r = await svc.call('GET', '/v1/products', { headers: { authorization: header } });
+        assert.equal(r.status, 401, header);
+        assert.equal(r.json.code, 'AUTH_TOKEN_INVALID', header);
+      }
+    });
+  });
+}
