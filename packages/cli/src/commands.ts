@@ -19,8 +19,8 @@ const need = (ctx: CommandContext, name: string): string => {
   return v;
 };
 const enc = encodeURIComponent;
-/** "Product/Group" keeps its slash readable; each side is encoded on its own. */
-const encGroup = (g: string) => g.split('/').map(enc).join('/');
+/** "Product/Group" travels as one path segment, its slash encoded as %2F. */
+const encGroup = enc;
 
 function readFileArg(ctx: CommandContext, path: string, what: string): string {
   try {
@@ -30,7 +30,8 @@ function readFileArg(ctx: CommandContext, path: string, what: string): string {
   }
 }
 
-function list(items: Row[], columns: Column[], data: unknown = items): CommandResult {
+/** List output: `{ items }` in JSON (plus `nextCursor` for paged lists), a table otherwise. */
+function list(items: Row[], columns: Column[], data: unknown = { items }): CommandResult {
   return { data, table: { columns, rows: items } };
 }
 function one(item: Row, columns: Column[]): CommandResult {
