@@ -13,7 +13,13 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd = ROOT, timeoutMs = 60_000) {
+function run(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = ROOT,
+  timeoutMs = 60_000,
+) {
   return new Promise<{ code: number | null; out: string; err: string }>((resolve, reject) => {
     const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -69,7 +75,9 @@ describe('the ./heptad launcher', () => {
     const r = await run(process.execPath, [join(ROOT, 'packages/cli/bin/heptad.js'), '--version']);
     assert.equal(r.code, 0, r.err);
     const old = '/usr/bin/node';
-    const oldMajor = existsSync(old) ? Number(execFileSync(old, ['-p', 'process.versions.node.split(".")[0]']).toString()) : 24;
+    const oldMajor = existsSync(old)
+      ? Number(execFileSync(old, ['-p', 'process.versions.node.split(".")[0]']).toString())
+      : 24;
     if (oldMajor < 24) {
       const refused = await run(old, [join(ROOT, 'packages/cli/bin/heptad.js'), '--version']);
       assert.equal(refused.code, 1);
@@ -81,10 +89,14 @@ describe('the ./heptad launcher', () => {
     const dir = mkdtempSync(join(tmpdir(), 'heptad-launch-'));
     dirs.push(dir);
     const data = join(dir, 'data');
-    const serve = spawn(join(ROOT, 'heptad'), ['serve', '--data', data, '--listen', '127.0.0.1:0', '--output', 'json'], {
-      cwd: dir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const serve = spawn(
+      join(ROOT, 'heptad'),
+      ['serve', '--data', data, '--listen', '127.0.0.1:0', '--output', 'json'],
+      {
+        cwd: dir,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stderr = '';
     serve.stderr.on('data', (c) => {
       stderr += c;
@@ -96,8 +108,18 @@ describe('the ./heptad launcher', () => {
       const url = String(info['url']);
       assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
       const token = readFileSync(join(data, 'operator-token'), 'utf8').trim();
-      const env = { ...process.env, HEPTAD_URL: url, HEPTAD_TOKEN: token, HEPTAD_CA: join(data, 'platform-ca.pem') };
-      const created = await run(join(ROOT, 'heptad'), ['tenant', 'create', 'Launch', '--output', 'json'], env, dir);
+      const env = {
+        ...process.env,
+        HEPTAD_URL: url,
+        HEPTAD_TOKEN: token,
+        HEPTAD_CA: join(data, 'platform-ca.pem'),
+      };
+      const created = await run(
+        join(ROOT, 'heptad'),
+        ['tenant', 'create', 'Launch', '--output', 'json'],
+        env,
+        dir,
+      );
       assert.equal(created.code, 0, created.err);
       assert.equal(JSON.parse(created.out).name, 'Launch');
       serve.kill('SIGINT');
@@ -116,14 +138,20 @@ describe('the ./heptad launcher', () => {
     const copy = mkdtempSync(join(tmpdir(), 'heptad-clone-'));
     dirs.push(copy);
     // A clean clone: only the files git tracks (committed or staged), no .tools, no node_modules.
-    const files = execFileSync('git', ['ls-files', '--cached'], { cwd: ROOT }).toString().split('\n').filter(Boolean);
+    const files = execFileSync('git', ['ls-files', '--cached'], { cwd: ROOT })
+      .toString()
+      .split('\n')
+      .filter(Boolean);
     for (const f of files) {
       if (!existsSync(join(ROOT, f))) continue;
       mkdirSync(dirname(join(copy, f)), { recursive: true });
       cpSync(join(ROOT, f), join(copy, f));
     }
     // PATH without any Node 24: only the system's directories.
-    const env = { ...process.env, PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    };
     delete env['HEPTAD_NODE'];
     const first = await run(join(copy, 'heptad'), ['--version'], env, copy, 280_000);
     assert.equal(first.code, 0, first.err);
@@ -136,6 +164,10 @@ describe('the ./heptad launcher', () => {
     );
     const second = await run(join(copy, 'heptad'), ['--version'], env, copy);
     assert.equal(second.code, 0);
-    assert.doesNotMatch(second.err, /fetching Node|installing dependencies/, 'the second use bootstraps nothing');
+    assert.doesNotMatch(
+      second.err,
+      /fetching Node|installing dependencies/,
+      'the second use bootstraps nothing',
+    );
   });
 });

@@ -19,12 +19,18 @@ export class ApiError extends Error {
           .map((f) => `${String(f.field)} ${String(f.problem)}`)
           .join('; ')
       : '';
-    const ids = Array.isArray(problem['deviceIds']) ? ` (${(problem['deviceIds'] as unknown[]).join(', ')})` : '';
+    const ids = Array.isArray(problem['deviceIds'])
+      ? ` (${(problem['deviceIds'] as unknown[]).join(', ')})`
+      : '';
     super(`${detail ?? title}${fields ? `: ${fields}` : ''}${ids}`);
     this.code = code;
     this.status = status;
     this.hint =
-      typeof problem['hint'] === 'string' ? problem['hint'] : isErrorCode(code) ? ERROR_REGISTRY[code].hint : '';
+      typeof problem['hint'] === 'string'
+        ? problem['hint']
+        : isErrorCode(code)
+          ? ERROR_REGISTRY[code].hint
+          : '';
     this.requestId = typeof problem['requestId'] === 'string' ? problem['requestId'] : undefined;
     this.problem = problem;
   }
@@ -62,7 +68,10 @@ export class ServiceClient {
       throw new HeptadError('CLI_USAGE', `--url "${options.url}" is not a URL`, { cause });
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new HeptadError('CLI_USAGE', '--url must start with https:// (or http:// for a loopback development service)');
+      throw new HeptadError(
+        'CLI_USAGE',
+        '--url must start with https:// (or http:// for a loopback development service)',
+      );
     }
     this.#url = url;
     this.#token = options.token;
@@ -113,21 +122,41 @@ export class ServiceClient {
             try {
               json = text === '' ? undefined : JSON.parse(text);
             } catch (cause) {
-              return reject(new HeptadError('CLI_BAD_RESPONSE', `HTTP ${status} with a body that is not JSON`, { cause }));
+              return reject(
+                new HeptadError('CLI_BAD_RESPONSE', `HTTP ${status} with a body that is not JSON`, { cause }),
+              );
             }
             if (status >= 200 && status < 300) return resolve(json as T);
-            reject(new ApiError(status, typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {}));
+            reject(
+              new ApiError(
+                status,
+                typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {},
+              ),
+            );
           });
           res.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(new HeptadError('CLI_CONNECTION_FAILED', `no answer from ${this.#url.origin} within ${this.#timeoutMs} ms`)));
+      req.on('timeout', () =>
+        req.destroy(
+          new HeptadError(
+            'CLI_CONNECTION_FAILED',
+            `no answer from ${this.#url.origin} within ${this.#timeoutMs} ms`,
+          ),
+        ),
+      );
       req.on('error', (e: Error & { code?: string }) => {
         if (e instanceof HeptadError) return reject(e);
         if (e.code && TLS_TRUST_CODES.has(e.code)) {
-          return reject(new HeptadError('CLI_TLS_UNTRUSTED', `${this.#url.origin}: ${e.message}`, { cause: e }));
+          return reject(
+            new HeptadError('CLI_TLS_UNTRUSTED', `${this.#url.origin}: ${e.message}`, { cause: e }),
+          );
         }
-        reject(new HeptadError('CLI_CONNECTION_FAILED', `${this.#url.origin}: ${e.code ?? e.message}`, { cause: e }));
+        reject(
+          new HeptadError('CLI_CONNECTION_FAILED', `${this.#url.origin}: ${e.code ?? e.message}`, {
+            cause: e,
+          }),
+        );
       });
       if (payload) req.write(payload);
       req.end();

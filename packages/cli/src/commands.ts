@@ -75,7 +75,12 @@ async function tenantIdOf(client: ServiceClient, ref: string): Promise<string> {
 
 const GROUP_OPTIONS = [
   { name: 'description', type: 'string', valueName: 'TEXT', description: 'description' },
-  { name: 'os-feed', type: 'string', valueName: 'retail|retail-eval', description: 'runtime feed the group takes' },
+  {
+    name: 'os-feed',
+    type: 'string',
+    valueName: 'retail|retail-eval',
+    description: 'runtime feed the group takes',
+  },
   {
     name: 'update-policy',
     type: 'string',
@@ -104,11 +109,18 @@ export const COMMANDS: readonly CommandSpec[] = [
     options: [
       { name: 'url', type: 'string', valueName: 'URL', description: 'service URL', required: true },
       { name: 'token', type: 'string', valueName: 'TOKEN', description: 'API token', required: true },
-      { name: 'ca', type: 'string', valueName: 'FILE', description: 'CA certificate of the service (DATA/platform-ca.pem)' },
+      {
+        name: 'ca',
+        type: 'string',
+        valueName: 'FILE',
+        description: 'CA certificate of the service (DATA/platform-ca.pem)',
+      },
       { name: 'profile', type: 'string', valueName: 'NAME', description: 'profile name (default "default")' },
     ],
     service: false,
-    examples: ['heptad login --url https://127.0.0.1:8443 --token "$(cat heptad-data/operator-token)" --ca heptad-data/platform-ca.pem'],
+    examples: [
+      'heptad login --url https://127.0.0.1:8443 --token "$(cat heptad-data/operator-token)" --ca heptad-data/platform-ca.pem',
+    ],
     async run(ctx) {
       const url = need(ctx, 'url');
       const token = need(ctx, 'token').trim();
@@ -169,9 +181,25 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "Create a user and print its API token once (operator, or a tenant's Administrator)",
     args: [{ name: 'EMAIL', description: 'the user’s email', required: true }],
     options: [
-      { name: 'tenant', type: 'string', valueName: 'TENANT', description: 'tenant id or name (required for the operator)' },
-      { name: 'role', type: 'string', valueName: 'ROLE', description: 'Administrator, Contributor or Reader', required: true },
-      { name: 'expires-in-days', type: 'string', valueName: 'N', description: 'token lifetime in days (default: no expiry)' },
+      {
+        name: 'tenant',
+        type: 'string',
+        valueName: 'TENANT',
+        description: 'tenant id or name (required for the operator)',
+      },
+      {
+        name: 'role',
+        type: 'string',
+        valueName: 'ROLE',
+        description: 'Administrator, Contributor or Reader',
+        required: true,
+      },
+      {
+        name: 'expires-in-days',
+        type: 'string',
+        valueName: 'N',
+        description: 'token lifetime in days (default: no expiry)',
+      },
     ],
     service: true,
     async run(ctx) {
@@ -181,10 +209,15 @@ export const COMMANDS: readonly CommandSpec[] = [
       if (tenant !== undefined) body['tenantId'] = await tenantIdOf(c, tenant);
       const days = str(ctx, 'expires-in-days');
       if (days !== undefined) {
-        if (!/^\d{1,5}$/.test(days)) throw new HeptadError('CLI_USAGE', '--expires-in-days must be a whole number');
+        if (!/^\d{1,5}$/.test(days))
+          throw new HeptadError('CLI_USAGE', '--expires-in-days must be a whole number');
         body['expiresInDays'] = Number(days);
       }
-      const created = await c.request<{ user: Row; token: string; tokenExpiresAt: string | null }>('POST', '/v1/users', body);
+      const created = await c.request<{ user: Row; token: string; tokenExpiresAt: string | null }>(
+        'POST',
+        '/v1/users',
+        body,
+      );
       return {
         data: created,
         table: {
@@ -242,7 +275,10 @@ export const COMMANDS: readonly CommandSpec[] = [
     options: [],
     service: true,
     async run(ctx) {
-      return one(await (await ctx.client()).request<Row>('GET', `/v1/products/${enc(need(ctx, 'PRODUCT'))}`), PRODUCT_COLS);
+      return one(
+        await (await ctx.client()).request<Row>('GET', `/v1/products/${enc(need(ctx, 'PRODUCT'))}`),
+        PRODUCT_COLS,
+      );
     },
   },
   {
@@ -260,9 +296,13 @@ export const COMMANDS: readonly CommandSpec[] = [
       const d = str(ctx, 'description');
       if (n !== undefined) body['name'] = n;
       if (d !== undefined) body['description'] = d;
-      if (Object.keys(body).length === 0) throw new HeptadError('CLI_USAGE', 'give --name and/or --description');
+      if (Object.keys(body).length === 0)
+        throw new HeptadError('CLI_USAGE', 'give --name and/or --description');
       const c = await ctx.client();
-      return one(await c.request<Row>('PATCH', `/v1/products/${enc(need(ctx, 'PRODUCT'))}`, body), PRODUCT_COLS);
+      return one(
+        await c.request<Row>('PATCH', `/v1/products/${enc(need(ctx, 'PRODUCT'))}`, body),
+        PRODUCT_COLS,
+      );
     },
   },
   {
@@ -284,7 +324,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'Create a device group in a product',
     args: [{ name: 'NAME', description: 'group name', required: true }],
     options: [
-      { name: 'product', type: 'string', valueName: 'PRODUCT', description: 'product id or name', required: true },
+      {
+        name: 'product',
+        type: 'string',
+        valueName: 'PRODUCT',
+        description: 'product id or name',
+        required: true,
+      },
       ...GROUP_OPTIONS,
     ],
     service: true,
@@ -315,7 +361,10 @@ export const COMMANDS: readonly CommandSpec[] = [
     service: true,
     async run(ctx) {
       const c = await ctx.client();
-      return one(await c.request<Row>('GET', `/v1/device-groups/${encGroup(need(ctx, 'GROUP'))}`), GROUP_COLS);
+      return one(
+        await c.request<Row>('GET', `/v1/device-groups/${encGroup(need(ctx, 'GROUP'))}`),
+        GROUP_COLS,
+      );
     },
   },
   {
@@ -328,9 +377,13 @@ export const COMMANDS: readonly CommandSpec[] = [
       const body = groupBody(ctx);
       const n = str(ctx, 'name');
       if (n !== undefined) body['name'] = n;
-      if (Object.keys(body).length === 0) throw new HeptadError('CLI_USAGE', 'give at least one change (see --help)');
+      if (Object.keys(body).length === 0)
+        throw new HeptadError('CLI_USAGE', 'give at least one change (see --help)');
       const c = await ctx.client();
-      return one(await c.request<Row>('PATCH', `/v1/device-groups/${encGroup(need(ctx, 'GROUP'))}`, body), GROUP_COLS);
+      return one(
+        await c.request<Row>('PATCH', `/v1/device-groups/${encGroup(need(ctx, 'GROUP'))}`, body),
+        GROUP_COLS,
+      );
     },
   },
   {
@@ -352,9 +405,26 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'Add a manufactured device to the device registry (operator)',
     args: [],
     options: [
-      { name: 'id', type: 'string', valueName: 'ID', description: 'device id: SHA-256 (hex) of the identity key SPKI', required: true },
-      { name: 'public-key', type: 'string', valueName: 'FILE', description: 'identity public key, SPKI PEM', required: true },
-      { name: 'rot-kind', type: 'string', valueName: 'tpm|soft', description: 'kind of root of trust (default unknown)' },
+      {
+        name: 'id',
+        type: 'string',
+        valueName: 'ID',
+        description: 'device id: SHA-256 (hex) of the identity key SPKI',
+        required: true,
+      },
+      {
+        name: 'public-key',
+        type: 'string',
+        valueName: 'FILE',
+        description: 'identity public key, SPKI PEM',
+        required: true,
+      },
+      {
+        name: 'rot-kind',
+        type: 'string',
+        valueName: 'tpm|soft',
+        description: 'kind of root of trust (default unknown)',
+      },
     ],
     service: true,
     async run(ctx) {
@@ -370,11 +440,22 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     path: ['device', 'claim'],
     summary: 'Claim devices for your tenant (up to 1000 at once, all or nothing)',
-    description: 'Claiming is one-time: a device claimed by another tenant cannot be claimed (only the operator can release it).',
+    description:
+      'Claiming is one-time: a device claimed by another tenant cannot be claimed (only the operator can release it).',
     args: [{ name: 'ID', description: 'device ids', required: false, variadic: true }],
     options: [
-      { name: 'from-file', type: 'string', valueName: 'FILE', description: 'read device ids from a file, one per line' },
-      { name: 'device-group', type: 'string', valueName: 'GROUP', description: 'put the devices in this group ("Product/Group" or id)' },
+      {
+        name: 'from-file',
+        type: 'string',
+        valueName: 'FILE',
+        description: 'read device ids from a file, one per line',
+      },
+      {
+        name: 'device-group',
+        type: 'string',
+        valueName: 'GROUP',
+        description: 'put the devices in this group ("Product/Group" or id)',
+      },
     ],
     service: true,
     async run(ctx) {
@@ -388,11 +469,14 @@ export const COMMANDS: readonly CommandSpec[] = [
             .filter((l) => l !== '' && !l.startsWith('#')),
         );
       }
-      if (ids.length === 0) throw new HeptadError('CLI_USAGE', 'give device ids as arguments or with --from-file');
+      if (ids.length === 0)
+        throw new HeptadError('CLI_USAGE', 'give device ids as arguments or with --from-file');
       const normalized = ids.map((i) => i.toLowerCase());
       const bad = normalized.filter((i) => !isDeviceId(i));
-      if (bad.length > 0) throw new HeptadError('CLI_USAGE', `not a device id (64 hex): ${bad.slice(0, 3).join(', ')}`);
-      if (new Set(normalized).size > 1000) throw new HeptadError('CLI_USAGE', 'at most 1000 devices per claim');
+      if (bad.length > 0)
+        throw new HeptadError('CLI_USAGE', `not a device id (64 hex): ${bad.slice(0, 3).join(', ')}`);
+      if (new Set(normalized).size > 1000)
+        throw new HeptadError('CLI_USAGE', 'at most 1000 devices per claim');
       const body: Row = { deviceIds: [...new Set(normalized)] };
       const g = str(ctx, 'device-group');
       if (g !== undefined) body['deviceGroup'] = g;
@@ -413,9 +497,19 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "List your tenant's devices (the whole registry for the operator)",
     args: [],
     options: [
-      { name: 'device-group', type: 'string', valueName: 'GROUP', description: 'only this group ("Product/Group" or id)' },
+      {
+        name: 'device-group',
+        type: 'string',
+        valueName: 'GROUP',
+        description: 'only this group ("Product/Group" or id)',
+      },
       { name: 'limit', type: 'string', valueName: 'N', description: 'page size, 1–1000 (default 100)' },
-      { name: 'after', type: 'string', valueName: 'ID', description: 'continue after this device id (from nextCursor)' },
+      {
+        name: 'after',
+        type: 'string',
+        valueName: 'ID',
+        description: 'continue after this device id (from nextCursor)',
+      },
     ],
     service: true,
     async run(ctx) {
@@ -429,7 +523,10 @@ export const COMMANDS: readonly CommandSpec[] = [
         if (v !== undefined) q.set(key, v);
       }
       const qs = q.size > 0 ? `?${q.toString()}` : '';
-      const page = await (await ctx.client()).request<{ items: Row[]; nextCursor: string | null }>('GET', `/v1/devices${qs}`);
+      const page = await (await ctx.client()).request<{ items: Row[]; nextCursor: string | null }>(
+        'GET',
+        `/v1/devices${qs}`,
+      );
       return {
         ...list(page.items, DEVICE_COLS, page),
         ...(page.nextCursor ? { note: `More devices: --after ${page.nextCursor}` } : {}),
@@ -460,9 +557,12 @@ export const COMMANDS: readonly CommandSpec[] = [
     async run(ctx) {
       const g = str(ctx, 'device-group');
       const none = ctx.options['no-device-group'] === true;
-      if ((g === undefined) === !none) throw new HeptadError('CLI_USAGE', 'give exactly one of --device-group or --no-device-group');
+      if ((g === undefined) === !none)
+        throw new HeptadError('CLI_USAGE', 'give exactly one of --device-group or --no-device-group');
       const id = need(ctx, 'ID').toLowerCase();
-      const d = await (await ctx.client()).request<Row>('PATCH', `/v1/devices/${enc(id)}`, { deviceGroup: g ?? null });
+      const d = await (await ctx.client()).request<Row>('PATCH', `/v1/devices/${enc(id)}`, {
+        deviceGroup: g ?? null,
+      });
       return one(d, DEVICE_COLS);
     },
   },
@@ -474,7 +574,10 @@ export const COMMANDS: readonly CommandSpec[] = [
     service: true,
     async run(ctx) {
       const id = need(ctx, 'ID').toLowerCase();
-      return one(await (await ctx.client()).request<Row>('POST', `/v1/devices/${enc(id)}/release`), DEVICE_COLS);
+      return one(
+        await (await ctx.client()).request<Row>('POST', `/v1/devices/${enc(id)}/release`),
+        DEVICE_COLS,
+      );
     },
   },
 
@@ -485,7 +588,12 @@ export const COMMANDS: readonly CommandSpec[] = [
     args: [],
     options: [
       { name: 'limit', type: 'string', valueName: 'N', description: 'how many, 1–1000 (default 100)' },
-      { name: 'before', type: 'string', valueName: 'SEQ', description: 'continue before this sequence number (from nextCursor)' },
+      {
+        name: 'before',
+        type: 'string',
+        valueName: 'SEQ',
+        description: 'continue before this sequence number (from nextCursor)',
+      },
     ],
     service: true,
     async run(ctx) {
@@ -495,7 +603,10 @@ export const COMMANDS: readonly CommandSpec[] = [
       if (l !== undefined) q.set('limit', l);
       if (b !== undefined) q.set('before', b);
       const qs = q.size > 0 ? `?${q.toString()}` : '';
-      const page = await (await ctx.client()).request<{ items: Row[]; nextCursor: string | null }>('GET', `/v1/audit${qs}`);
+      const page = await (await ctx.client()).request<{ items: Row[]; nextCursor: string | null }>(
+        'GET',
+        `/v1/audit${qs}`,
+      );
       return {
         ...list(page.items, AUDIT_COLS, page),
         ...(page.nextCursor ? { note: `Older events: --before ${page.nextCursor}` } : {}),

@@ -27,10 +27,13 @@ export function readProfiles(env: NodeJS.ProcessEnv): ProfilesFile {
   if (!existsSync(path)) return { profiles: {} };
   try {
     const json = JSON.parse(readFileSync(path, 'utf8')) as ProfilesFile;
-    if (typeof json !== 'object' || json === null || typeof json.profiles !== 'object') throw new Error('shape');
+    if (typeof json !== 'object' || json === null || typeof json.profiles !== 'object')
+      throw new Error('shape');
     return json;
   } catch (cause) {
-    throw new HeptadError('CLI_FILE_UNREADABLE', `${path} is not a valid profiles file; fix or delete it`, { cause });
+    throw new HeptadError('CLI_FILE_UNREADABLE', `${path} is not a valid profiles file; fix or delete it`, {
+      cause,
+    });
   }
 }
 

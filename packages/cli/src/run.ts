@@ -24,7 +24,9 @@ export function findCommand(argv: readonly string[]): { cmd: CommandSpec; rest: 
 }
 
 export function usageOf(cmd: CommandSpec): string {
-  const args = cmd.args.map((a) => (a.required ? `${a.name}${a.variadic ? '…' : ''}` : `[${a.name}${a.variadic ? '…' : ''}]`));
+  const args = cmd.args.map((a) =>
+    a.required ? `${a.name}${a.variadic ? '…' : ''}` : `[${a.name}${a.variadic ? '…' : ''}]`,
+  );
   const req = cmd.options.filter((o) => o.required).map((o) => `--${o.name} ${o.valueName ?? 'VALUE'}`);
   return ['heptad', ...cmd.path, ...args, ...req, '[options]'].join(' ');
 }
@@ -39,7 +41,9 @@ export function helpOf(cmd: CommandSpec): string {
   lines.push('', 'Options:');
   for (const o of optionsOf(cmd)) {
     const flag = `--${o.name}${o.type === 'string' ? ` ${o.valueName ?? 'VALUE'}` : ''}`;
-    lines.push(`  ${flag.padEnd(24)} ${o.description}${o.required ? ' (required)' : ''}${o.multiple ? ' (repeatable)' : ''}`);
+    lines.push(
+      `  ${flag.padEnd(24)} ${o.description}${o.required ? ' (required)' : ''}${o.multiple ? ' (repeatable)' : ''}`,
+    );
   }
   if (cmd.examples?.length) lines.push('', 'Examples:', ...cmd.examples.map((e) => `  ${e}`));
   return `${lines.join('\n')}\n`;
@@ -70,7 +74,8 @@ function resolveService(cmd: CommandSpec, options: Record<string, unknown>, io: 
   }
   const url = (options['url'] as string | undefined) ?? env['HEPTAD_URL'] ?? profile?.url;
   const token = (options['token'] as string | undefined) ?? env['HEPTAD_TOKEN'] ?? profile?.token;
-  if (!url || !token) throw new HeptadError('CLI_NOT_CONFIGURED', `${cmd.path.join(' ')} needs a service URL and a token`);
+  if (!url || !token)
+    throw new HeptadError('CLI_NOT_CONFIGURED', `${cmd.path.join(' ')} needs a service URL and a token`);
   const caFile = (options['ca'] as string | undefined) ?? env['HEPTAD_CA'];
   let caPem: string | undefined = profile?.caPem;
   if (caFile) {
@@ -113,7 +118,13 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
     }
     const found = findCommand(argv);
     if (!found) {
-      throw new HeptadError('CLI_USAGE', `unknown command "${argv.filter((a) => !a.startsWith('-')).slice(0, 2).join(' ')}"; run heptad help`);
+      throw new HeptadError(
+        'CLI_USAGE',
+        `unknown command "${argv
+          .filter((a) => !a.startsWith('-'))
+          .slice(0, 2)
+          .join(' ')}"; run heptad help`,
+      );
     }
     const { cmd, rest } = found;
     const specs = optionsOf(cmd);
@@ -128,7 +139,11 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
         ),
       });
     } catch (cause) {
-      throw new HeptadError('CLI_USAGE', `${(cause as Error).message.split('\n')[0]} (heptad ${cmd.path.join(' ')} --help)`, { cause });
+      throw new HeptadError(
+        'CLI_USAGE',
+        `${(cause as Error).message.split('\n')[0]} (heptad ${cmd.path.join(' ')} --help)`,
+        { cause },
+      );
     }
     const options = parsed.values as Record<string, string | string[] | boolean | undefined>;
     if (options['help']) {
@@ -136,9 +151,11 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
       return 0;
     }
     const output = (options['output'] as string | undefined) ?? 'table';
-    if (output !== 'table' && output !== 'json') throw new HeptadError('CLI_USAGE', '--output must be table or json');
+    if (output !== 'table' && output !== 'json')
+      throw new HeptadError('CLI_USAGE', '--output must be table or json');
     for (const o of cmd.options) {
-      if (o.required && options[o.name] === undefined) throw new HeptadError('CLI_USAGE', `--${o.name} is required (${usageOf(cmd)})`);
+      if (o.required && options[o.name] === undefined)
+        throw new HeptadError('CLI_USAGE', `--${o.name} is required (${usageOf(cmd)})`);
     }
     const positionals = [...parsed.positionals];
     const args: Record<string, string | string[] | undefined> = {};
@@ -153,7 +170,8 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
         throw new HeptadError('CLI_USAGE', `${a.name} is required (${usageOf(cmd)})`);
       }
     }
-    if (positionals.length > 0) throw new HeptadError('CLI_USAGE', `unexpected argument "${positionals[0]}" (${usageOf(cmd)})`);
+    if (positionals.length > 0)
+      throw new HeptadError('CLI_USAGE', `unexpected argument "${positionals[0]}" (${usageOf(cmd)})`);
 
     const result = await cmd.run({
       args,

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { type RawConfig, fromEnv, readConfigFile, resolveConfig, startService } from '@heptad/service';
+import { fromEnv, type RawConfig, readConfigFile, resolveConfig, startService } from '@heptad/service';
 import pino from 'pino';
 import type { CommandSpec } from './spec.ts';
 
@@ -12,17 +12,51 @@ export const serveCommand: CommandSpec = {
     'Settings come from --config FILE, then HEPTAD_* variables, then flags. Stops cleanly on Ctrl-C.',
   args: [],
   options: [
-    { name: 'data', type: 'string', valueName: 'DIR', description: 'data folder (default ./heptad-data; HEPTAD_DATA)' },
-    { name: 'listen', type: 'string', valueName: 'HOST:PORT', description: 'address to listen on (default 127.0.0.1:8443)' },
-    { name: 'db', type: 'string', valueName: 'URL', description: 'postgres://… to use PostgreSQL (default: SQLite in DATA)' },
+    {
+      name: 'data',
+      type: 'string',
+      valueName: 'DIR',
+      description: 'data folder (default ./heptad-data; HEPTAD_DATA)',
+    },
+    {
+      name: 'listen',
+      type: 'string',
+      valueName: 'HOST:PORT',
+      description: 'address to listen on (default 127.0.0.1:8443)',
+    },
+    {
+      name: 'db',
+      type: 'string',
+      valueName: 'URL',
+      description: 'postgres://… to use PostgreSQL (default: SQLite in DATA)',
+    },
     { name: 'insecure-http', type: 'boolean', description: 'plain HTTP, loopback only, for development' },
-    { name: 'body-limit', type: 'string', valueName: 'BYTES', description: 'largest request body (default 1048576)' },
-    { name: 'log-level', type: 'string', valueName: 'LEVEL', description: 'fatal|error|warn|info|debug|silent (default info)' },
-    { name: 'tls-host', type: 'string', valueName: 'HOST', description: 'extra name or IP for the server certificate', multiple: true },
+    {
+      name: 'body-limit',
+      type: 'string',
+      valueName: 'BYTES',
+      description: 'largest request body (default 1048576)',
+    },
+    {
+      name: 'log-level',
+      type: 'string',
+      valueName: 'LEVEL',
+      description: 'fatal|error|warn|info|debug|silent (default info)',
+    },
+    {
+      name: 'tls-host',
+      type: 'string',
+      valueName: 'HOST',
+      description: 'extra name or IP for the server certificate',
+      multiple: true,
+    },
     { name: 'config', type: 'string', valueName: 'FILE', description: 'JSON config file (no secrets in it)' },
   ],
   service: false,
-  examples: ['heptad serve', 'heptad serve --data /var/lib/heptad --db postgres://heptad@db/heptad --listen 0.0.0.0:8443'],
+  examples: [
+    'heptad serve',
+    'heptad serve --data /var/lib/heptad --db postgres://heptad@db/heptad --listen 0.0.0.0:8443',
+  ],
   async run(ctx) {
     const o = ctx.options;
     const file = typeof o['config'] === 'string' ? readConfigFile(resolve(ctx.io.cwd, o['config'])) : {};

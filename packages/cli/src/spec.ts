@@ -66,8 +66,28 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
 ];
 
 export const SERVICE_OPTIONS: readonly OptionSpec[] = [
-  { name: 'url', type: 'string', valueName: 'URL', description: 'service URL (or HEPTAD_URL, or the profile)' },
-  { name: 'token', type: 'string', valueName: 'TOKEN', description: 'API token (or HEPTAD_TOKEN, or the profile)' },
-  { name: 'ca', type: 'string', valueName: 'FILE', description: "CA certificate to trust for the service (or HEPTAD_CA, or the profile)" },
-  { name: 'profile', type: 'string', valueName: 'NAME', description: 'saved profile to use (or HEPTAD_PROFILE; default "default")' },
+  {
+    name: 'url',
+    type: 'string',
+    valueName: 'URL',
+    description: 'service URL (or HEPTAD_URL, or the profile)',
+  },
+  {
+    name: 'token',
+    type: 'string',
+    valueName: 'TOKEN',
+    description: 'API token (or HEPTAD_TOKEN, or the profile)',
+  },
+  {
+    name: 'ca',
+    type: 'string',
+    valueName: 'FILE',
+    description: 'CA certificate to trust for the service (or HEPTAD_CA, or the profile)',
+  },
+  {
+    name: 'profile',
+    type: 'string',
+    valueName: 'NAME',
+    description: 'saved profile to use (or HEPTAD_PROFILE; default "default")',
+  },
 ];

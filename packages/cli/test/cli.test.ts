@@ -49,10 +49,13 @@ for (const backend of backendsToTest) {
         backend === 'postgres'
           ? await createDatabase(String(process.env['HEPTAD_TEST_PG_URL']), `cli_${process.pid}`)
           : undefined;
-      svc = await startService(resolveConfig({ data: join(dir, 'data'), listen: '127.0.0.1:0', ...(db ? { db } : {}) }), {
-        logger: pino({ level: 'silent' }),
-        env: {},
-      });
+      svc = await startService(
+        resolveConfig({ data: join(dir, 'data'), listen: '127.0.0.1:0', ...(db ? { db } : {}) }),
+        {
+          logger: pino({ level: 'silent' }),
+          env: {},
+        },
+      );
       operator = readFileSync(svc.operatorTokenPath, 'utf8').trim();
       env = { HEPTAD_CONFIG_DIR: join(dir, 'config') };
     });
@@ -62,10 +65,28 @@ for (const backend of backendsToTest) {
     });
 
     test('login checks the token, then saves a 0600 profile that later commands use', async () => {
-      const bad = await cli(['login', '--url', svc.url, '--token', `hpt_${'B'.repeat(43)}`, '--ca', String(svc.caPath)]);
+      const bad = await cli([
+        'login',
+        '--url',
+        svc.url,
+        '--token',
+        `hpt_${'B'.repeat(43)}`,
+        '--ca',
+        String(svc.caPath),
+      ]);
       assert.equal(bad.code, 1);
       assert.match(bad.err, /^heptad: AUTH_TOKEN_INVALID: /);
-      const r = await cli(['login', '--url', svc.url, '--token', operator, '--ca', String(svc.caPath), '--output', 'json']);
+      const r = await cli([
+        'login',
+        '--url',
+        svc.url,
+        '--token',
+        operator,
+        '--ca',
+        String(svc.caPath),
+        '--output',
+        'json',
+      ]);
       assert.equal(r.code, 0, r.err);
       const path = String(r.json()['path']);
       assert.equal(statSync(path).mode & 0o777, 0o600);
@@ -80,15 +101,37 @@ for (const backend of backendsToTest) {
       assert.deepEqual(Object.keys(t.json()).sort(), ['createdAt', 'id', 'name']);
       const show = await cli(['tenant', 'show', 'Contoso', '--output', 'json']);
       assert.equal(show.json()['id'], t.json()['id']);
-      const u = await cli(['user', 'create', 'admin@contoso.com', '--tenant', 'Contoso', '--role', 'Administrator']);
+      const u = await cli([
+        'user',
+        'create',
+        'admin@contoso.com',
+        '--tenant',
+        'Contoso',
+        '--role',
+        'Administrator',
+      ]);
       assert.equal(u.code, 0, u.err);
       assert.match(u.out, /hpt_[A-Za-z0-9_-]{43}/);
       assert.match(u.err, /shown once/);
     });
 
     test('a tenant Administrator runs the product, group and device commands from the environment', async () => {
-      const u = await cli(['user', 'create', 'ops@contoso.com', '--tenant', 'Contoso', '--role', 'Administrator', '--output', 'json']);
-      const adminEnv = { HEPTAD_URL: svc.url, HEPTAD_TOKEN: String(u.json()['token']), HEPTAD_CA: String(svc.caPath) };
+      const u = await cli([
+        'user',
+        'create',
+        'ops@contoso.com',
+        '--tenant',
+        'Contoso',
+        '--role',
+        'Administrator',
+        '--output',
+        'json',
+      ]);
+      const adminEnv = {
+        HEPTAD_URL: svc.url,
+        HEPTAD_TOKEN: String(u.json()['token']),
+        HEPTAD_CA: String(svc.caPath),
+      };
       const as = (argv: string[]) => cli(argv, adminEnv);
 
       assert.equal((await as(['tenant', 'show'])).code, 0);
@@ -96,9 +139,27 @@ for (const backend of backendsToTest) {
       assert.equal(p.code, 0, p.err);
       const groups = await as(['device-group', 'list', '--product', 'DW100', '--output', 'json']);
       assert.equal(groups.json().items?.length, 5);
-      const g = await as(['device-group', 'create', '--product', 'DW100', 'Marketing', '--os-feed', 'retail-eval', '--output', 'json']);
+      const g = await as([
+        'device-group',
+        'create',
+        '--product',
+        'DW100',
+        'Marketing',
+        '--os-feed',
+        'retail-eval',
+        '--output',
+        'json',
+      ]);
       assert.equal(g.json()['osFeed'], 'retail-eval');
-      const gu = await as(['device-group', 'update', 'DW100/Marketing', '--update-policy', 'no-app-updates', '--output', 'json']);
+      const gu = await as([
+        'device-group',
+        'update',
+        'DW100/Marketing',
+        '--update-policy',
+        'no-app-updates',
+        '--output',
+        'json',
+      ]);
       assert.equal(gu.json()['updatePolicy'], 'no-app-updates');
       const gs = await as(['device-group', 'show', 'DW100/Marketing']);
       assert.match(gs.out, /Marketing\s+retail-eval\s+no-app-updates\s+0/);
@@ -107,9 +168,26 @@ for (const backend of backendsToTest) {
       const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
       const id = deviceIdOf(publicKey);
       writeFileSync(join(dir, 'dev.pub.pem'), publicKey.export({ format: 'pem', type: 'spki' }));
-      const reg = await cli(['device', 'register', '--id', id.toUpperCase(), '--public-key', 'dev.pub.pem', '--rot-kind', 'soft']);
+      const reg = await cli([
+        'device',
+        'register',
+        '--id',
+        id.toUpperCase(),
+        '--public-key',
+        'dev.pub.pem',
+        '--rot-kind',
+        'soft',
+      ]);
       assert.equal(reg.code, 0, reg.err);
-      const claim = await as(['device', 'claim', id, '--device-group', 'DW100/Marketing', '--output', 'json']);
+      const claim = await as([
+        'device',
+        'claim',
+        id,
+        '--device-group',
+        'DW100/Marketing',
+        '--output',
+        'json',
+      ]);
       assert.deepEqual(claim.json(), { claimed: [id], alreadyClaimed: [] });
       const listed = await as(['device', 'list', '--device-group', 'DW100/Marketing', '--output', 'json']);
       assert.deepEqual(
@@ -119,7 +197,15 @@ for (const backend of backendsToTest) {
       const del = await as(['device-group', 'delete', 'DW100/Marketing']);
       assert.equal(del.code, 1);
       assert.match(del.err, /^heptad: DEVICE_GROUP_HAS_DEVICES: .+ — move its devices/);
-      const moved = await as(['device', 'update', id, '--device-group', 'DW100/Production', '--output', 'json']);
+      const moved = await as([
+        'device',
+        'update',
+        id,
+        '--device-group',
+        'DW100/Production',
+        '--output',
+        'json',
+      ]);
       assert.equal(moved.json()['deviceGroupName'], 'Production');
       assert.equal((await as(['device-group', 'delete', 'DW100/Marketing'])).code, 0);
       const shown = await as(['device', 'show', id, '--output', 'json']);
@@ -143,16 +229,36 @@ for (const backend of backendsToTest) {
         [['tenant', 'list', '--output', 'yaml'], {}, 2, /^heptad: CLI_USAGE: --output/],
         [['tenant', 'list', '--profile', 'nope'], {}, 1, /^heptad: CLI_NOT_CONFIGURED: /],
         [['tenant', 'list'], { HEPTAD_CONFIG_DIR: join(dir, 'empty') }, 1, /^heptad: CLI_NOT_CONFIGURED: /],
-        [['tenant', 'list', '--url', svc.url, '--token', operator, '--ca', 'missing.pem'], {}, 1, /^heptad: CLI_FILE_UNREADABLE: /],
+        [
+          ['tenant', 'list', '--url', svc.url, '--token', operator, '--ca', 'missing.pem'],
+          {},
+          1,
+          /^heptad: CLI_FILE_UNREADABLE: /,
+        ],
         [['tenant', 'list', '--url', 'ftp://x', '--token', operator], {}, 2, /^heptad: CLI_USAGE: /],
         [['device', 'claim', 'not-an-id'], {}, 2, /^heptad: CLI_USAGE: not a device id/],
         [['device', 'claim'], {}, 2, /^heptad: CLI_USAGE: /],
-        [['device', 'register', '--id', 'a'.repeat(64), '--public-key', 'nope.pem'], {}, 1, /^heptad: CLI_FILE_UNREADABLE: /],
-        [['user', 'create', 'x@y.z', '--role', 'Reader', '--expires-in-days', 'soon'], {}, 2, /^heptad: CLI_USAGE: /],
+        [
+          ['device', 'register', '--id', 'a'.repeat(64), '--public-key', 'nope.pem'],
+          {},
+          1,
+          /^heptad: CLI_FILE_UNREADABLE: /,
+        ],
+        [
+          ['user', 'create', 'x@y.z', '--role', 'Reader', '--expires-in-days', 'soon'],
+          {},
+          2,
+          /^heptad: CLI_USAGE: /,
+        ],
         [['product', 'update', 'X'], {}, 2, /^heptad: CLI_USAGE: /],
         [['device', 'update', 'a'.repeat(64)], {}, 2, /^heptad: CLI_USAGE: /],
         [['product', 'list'], {}, 1, /^heptad: AUTH_TENANT_REQUIRED: .+ — use the token/],
-        [['tenant', 'create', 'bad/name'], {}, 1, /^heptad: REQUEST_INVALID: .*body\/name must be 1–100 letters/],
+        [
+          ['tenant', 'create', 'bad/name'],
+          {},
+          1,
+          /^heptad: REQUEST_INVALID: .*body\/name must be 1–100 letters/,
+        ],
       ];
       for (const [argv, extra, code, line] of cases) {
         const r = await cli(argv, extra);
@@ -164,7 +270,9 @@ for (const backend of backendsToTest) {
     });
 
     test('an untrusted service certificate and an unreachable service get their own codes', async () => {
-      const untrusted = await cli(['tenant', 'list', '--url', svc.url, '--token', operator], { HEPTAD_CONFIG_DIR: join(dir, 'none') });
+      const untrusted = await cli(['tenant', 'list', '--url', svc.url, '--token', operator], {
+        HEPTAD_CONFIG_DIR: join(dir, 'none'),
+      });
       assert.equal(untrusted.code, 1);
       assert.match(untrusted.err, /^heptad: CLI_TLS_UNTRUSTED: .+ — pass --ca/);
       const down = await cli(['tenant', 'list', '--url', 'https://127.0.0.1:1', '--token', operator], {

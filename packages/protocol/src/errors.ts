@@ -87,7 +87,11 @@ export const ERROR_REGISTRY = {
   },
 
   // Products and device groups
-  PRODUCT_NOT_FOUND: { status: 404, title: 'No such product', hint: 'list products with heptad product list' },
+  PRODUCT_NOT_FOUND: {
+    status: 404,
+    title: 'No such product',
+    hint: 'list products with heptad product list',
+  },
   PRODUCT_NAME_TAKEN: {
     status: 409,
     title: 'A product with this name exists in the tenant',

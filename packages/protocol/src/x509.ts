@@ -1,7 +1,7 @@
 import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
-import { webcrypto, X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, type KeyObject, webcrypto, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
+import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -66,7 +66,9 @@ export async function issueServerCertificate(
   const caCert = new x509.X509Certificate(options.ca.certPem);
   const caKey = await webcrypto.subtle.importKey('pkcs8', options.ca.keyPkcs8, EC_P256, false, ['sign']);
   const keys = await generateP256();
-  const names = options.hosts.map((h) => (isIP(h) ? { type: 'ip' as const, value: h } : { type: 'dns' as const, value: h }));
+  const names = options.hosts.map((h) =>
+    isIP(h) ? { type: 'ip' as const, value: h } : { type: 'dns' as const, value: h },
+  );
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: [{ CN: [options.hosts[0] ?? 'localhost'] }],

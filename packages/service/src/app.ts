@@ -103,10 +103,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: false } });
 
-  app.get(
-    '/openapi.json',
-    { config: { access: { kind: 'public' } }, schema: { hide: true } },
-    async () => app.swagger(),
+  app.get('/openapi.json', { config: { access: { kind: 'public' } }, schema: { hide: true } }, async () =>
+    app.swagger(),
   );
 
   operationsRoutes(app, deps);

@@ -39,14 +39,17 @@ export function isLoopback(host: string): boolean {
 }
 
 function bad(setting: string, problem: string): HeptadError {
-  return new HeptadError('CONFIG_INVALID', `${setting} ${problem}`, { fields: [{ field: setting, problem }] });
+  return new HeptadError('CONFIG_INVALID', `${setting} ${problem}`, {
+    fields: [{ field: setting, problem }],
+  });
 }
 
 export function parseListen(s: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s);
   const host = m?.[1] ?? m?.[2];
   const port = Number(m?.[3]);
-  if (!host || !Number.isInteger(port) || port > 65535) throw bad('--listen', 'must be HOST:PORT (e.g. 127.0.0.1:8443)');
+  if (!host || !Number.isInteger(port) || port > 65535)
+    throw bad('--listen', 'must be HOST:PORT (e.g. 127.0.0.1:8443)');
   if (!isIP(host) && !/^[A-Za-z0-9.-]{1,253}$/.test(host)) throw bad('--listen', 'has an invalid host');
   return { host, port };
 }
@@ -65,9 +68,11 @@ export function readConfigFile(path: string): RawConfig {
   } catch (cause) {
     throw new HeptadError('CONFIG_INVALID', `config file ${path} is not valid JSON`, { cause });
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw bad('config file', 'must be a JSON object');
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw bad('config file', 'must be a JSON object');
   const allowed = new Set(['data', 'listen', 'db', 'insecureHttp', 'bodyLimit', 'logLevel', 'tlsHosts']);
-  for (const k of Object.keys(json)) if (!allowed.has(k)) throw bad(`config file key "${k}"`, 'is not a setting');
+  for (const k of Object.keys(json))
+    if (!allowed.has(k)) throw bad(`config file key "${k}"`, 'is not a setting');
   return json as RawConfig;
 }
 
@@ -92,19 +97,26 @@ export function resolveConfig(...sources: RawConfig[]): ServiceConfig {
   const dataDir = resolve(merged.data ?? DEFAULT_DATA_DIR);
   const listen = parseListen(merged.listen ?? DEFAULT_LISTEN);
   const db = merged.db ?? `${dataDir}/heptad.sqlite`;
-  if (/^[a-z]+:\/\//.test(db) && !/^postgres(ql)?:\/\//.test(db)) throw bad('--db', 'must be postgres://… or a SQLite file path');
+  if (/^[a-z]+:\/\//.test(db) && !/^postgres(ql)?:\/\//.test(db))
+    throw bad('--db', 'must be postgres://… or a SQLite file path');
   const insecureHttp = merged.insecureHttp === true;
   // Plain HTTP carries bearer tokens in clear: allowed only on loopback, for development.
-  if (insecureHttp && !isLoopback(listen.host)) throw bad('--insecure-http', 'is allowed only on a loopback address');
+  if (insecureHttp && !isLoopback(listen.host))
+    throw bad('--insecure-http', 'is allowed only on a loopback address');
   const bodyLimit = Number(merged.bodyLimit ?? DEFAULT_BODY_LIMIT);
   if (!Number.isInteger(bodyLimit) || bodyLimit < 1024 || bodyLimit > MAX_BODY_LIMIT) {
     throw bad('--body-limit', `must be an integer from 1024 to ${MAX_BODY_LIMIT} bytes`);
   }
   const logLevel = merged.logLevel ?? DEFAULT_LOG_LEVEL;
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw bad('--log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
+    throw bad('--log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
   const hostsRaw = merged.tlsHosts ?? [];
-  const tlsHosts = (typeof hostsRaw === 'string' ? hostsRaw.split(',') : [...hostsRaw]).map((h) => h.trim()).filter(Boolean);
-  for (const h of tlsHosts) if (!isIP(h) && !/^[A-Za-z0-9.-]{1,253}$/.test(h)) throw bad('--tls-host', `"${h}" is not a host name or IP`);
+  const tlsHosts = (typeof hostsRaw === 'string' ? hostsRaw.split(',') : [...hostsRaw])
+    .map((h) => h.trim())
+    .filter(Boolean);
+  for (const h of tlsHosts)
+    if (!isIP(h) && !/^[A-Za-z0-9.-]{1,253}$/.test(h))
+      throw bad('--tls-host', `"${h}" is not a host name or IP`);
   return Object.freeze({
     dataDir,
     listen: Object.freeze(listen),

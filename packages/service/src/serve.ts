@@ -1,7 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { HeptadError, createCertificateAuthority, issueServerCertificate } from '@heptad/protocol';
-import { randomBytes } from 'node:crypto';
+import { createCertificateAuthority, HeptadError, issueServerCertificate } from '@heptad/protocol';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './app.ts';
 import type { ServiceConfig } from './config.ts';
@@ -48,13 +48,15 @@ function loadMasterKey(dataDir: string, env: NodeJS.ProcessEnv): Buffer {
   const fromEnv = env['HEPTAD_MASTER_KEY'];
   if (fromEnv) {
     const key = Buffer.from(fromEnv, 'base64');
-    if (key.length !== 32) throw new HeptadError('CONFIG_INVALID', 'HEPTAD_MASTER_KEY must be 32 bytes, base64');
+    if (key.length !== 32)
+      throw new HeptadError('CONFIG_INVALID', 'HEPTAD_MASTER_KEY must be 32 bytes, base64');
     return key;
   }
   const path = join(dataDir, MASTER_KEY_FILE);
   if (!existsSync(path)) writeFileAtomic(path, randomBytes(32).toString('base64'), 0o600);
   const key = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
-  if (key.length !== 32) throw new HeptadError('CONFIG_INVALID', `${path} does not hold a 32-byte base64 key`);
+  if (key.length !== 32)
+    throw new HeptadError('CONFIG_INVALID', `${path} does not hold a 32-byte base64 key`);
   return key;
 }
 
@@ -63,18 +65,28 @@ async function loadPlatformCa(dataDir: string, keys: KeyStore, now: Date) {
   const certPath = join(dataDir, PLATFORM_CA_FILE);
   const keyPath = join(dataDir, PLATFORM_CA_KEY_FILE);
   if (!existsSync(certPath) || !existsSync(keyPath)) {
-    const ca = await createCertificateAuthority({ commonName: 'Heptad Platform CA', now, validityDays: PLATFORM_CA_DAYS });
+    const ca = await createCertificateAuthority({
+      commonName: 'Heptad Platform CA',
+      now,
+      validityDays: PLATFORM_CA_DAYS,
+    });
     writeFileAtomic(keyPath, keys.seal(ca.keyPkcs8, 'platform-ca'), 0o600);
     writeFileAtomic(certPath, ca.certPem, 0o644);
   }
   return {
     certPath,
-    ca: { certPem: readFileSync(certPath, 'utf8'), keyPkcs8: keys.open(readFileSync(keyPath), 'platform-ca') },
+    ca: {
+      certPem: readFileSync(certPath, 'utf8'),
+      keyPkcs8: keys.open(readFileSync(keyPath), 'platform-ca'),
+    },
   };
 }
 
 /** Starts the security service: data folder, store, operator, platform CA, TLS listener. */
-export async function startService(config: ServiceConfig, options: StartOptions = {}): Promise<RunningService> {
+export async function startService(
+  config: ServiceConfig,
+  options: StartOptions = {},
+): Promise<RunningService> {
   const clock = options.clock ?? (() => new Date());
   const env = options.env ?? process.env;
   const logger = options.logger ?? pino({ level: config.logLevel });
@@ -102,7 +114,12 @@ export async function startService(config: ServiceConfig, options: StartOptions 
       caPath = certPath;
       const hosts = new Set(['localhost', '127.0.0.1', '::1', ...config.tlsHosts]);
       if (!['0.0.0.0', '::'].includes(config.listen.host)) hosts.add(config.listen.host);
-      const server = await issueServerCertificate({ ca, hosts: [...hosts], now: clock(), validityDays: SERVER_CERT_DAYS });
+      const server = await issueServerCertificate({
+        ca,
+        hosts: [...hosts],
+        now: clock(),
+        validityDays: SERVER_CERT_DAYS,
+      });
       https = { key: server.keyPem, cert: `${server.certPem.trim()}\n${ca.certPem.trim()}\n` };
     }
 

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  type SeededTenant,
-  type TestService,
   backends,
   createTestService,
   makeDevice,
   registerDevice,
+  type SeededTenant,
   seedTenant,
+  type TestService,
 } from './support/service.ts';
 
 for (const backend of backends()) {
@@ -97,17 +97,26 @@ for (const backend of backends()) {
     });
 
     test('names are unique within their parent and free across parents', async () => {
-      const dup = await svc.call('POST', '/v1/products', { token: a.tokens.Contributor, body: { name: 'DW100' } });
+      const dup = await svc.call('POST', '/v1/products', {
+        token: a.tokens.Contributor,
+        body: { name: 'DW100' },
+      });
       assert.equal(dup.status, 409);
       assert.equal(dup.json.code, 'PRODUCT_NAME_TAKEN');
-      const otherTenant = await svc.call('POST', '/v1/products', { token: b.tokens.Contributor, body: { name: 'DW100' } });
+      const otherTenant = await svc.call('POST', '/v1/products', {
+        token: b.tokens.Contributor,
+        body: { name: 'DW100' },
+      });
       assert.equal(otherTenant.status, 201, 'another tenant may use the same product name');
       const dupGroup = await svc.call('POST', '/v1/device-groups', {
         token: a.tokens.Contributor,
         body: { product: 'DW100', name: 'Field Test' },
       });
       assert.equal(dupGroup.json.code, 'DEVICE_GROUP_NAME_TAKEN');
-      const dupTenant = await svc.call('POST', '/v1/tenants', { token: svc.operatorToken, body: { name: 'Contoso' } });
+      const dupTenant = await svc.call('POST', '/v1/tenants', {
+        token: svc.operatorToken,
+        body: { name: 'Contoso' },
+      });
       assert.equal(dupTenant.json.code, 'TENANT_NAME_TAKEN');
     });
 
@@ -118,7 +127,9 @@ for (const backend of backends()) {
       });
       assert.equal(g.status, 201);
       assert.equal(g.json['updatePolicy'], 'update-all');
-      const byEncoded = await svc.call('GET', '/v1/device-groups/DW100%2FMarketing', { token: a.tokens.Reader });
+      const byEncoded = await svc.call('GET', '/v1/device-groups/DW100%2FMarketing', {
+        token: a.tokens.Reader,
+      });
       assert.equal(byEncoded.json['id'], g.json['id']);
       const upd = await svc.call('PATCH', `/v1/device-groups/${g.json['id']}`, {
         token: a.tokens.Contributor,
@@ -128,7 +139,9 @@ for (const backend of backends()) {
       assert.equal(upd.json['updatePolicy'], 'no-app-updates');
       assert.equal(upd.json['osFeed'], 'retail-eval');
       assert.equal(upd.json['name'], 'Marketing');
-      const otherTenant = await svc.call('GET', `/v1/device-groups/${g.json['id']}`, { token: b.tokens.Administrator });
+      const otherTenant = await svc.call('GET', `/v1/device-groups/${g.json['id']}`, {
+        token: b.tokens.Administrator,
+      });
       assert.equal(otherTenant.json.code, 'DEVICE_GROUP_NOT_FOUND');
     });
 
@@ -158,11 +171,21 @@ for (const backend of backends()) {
       assert.equal(shown.json['productName'], 'DW100');
       assert.equal(shown.json['tenantId'], a.id);
 
-      const twice = await svc.call('POST', '/v1/devices/claim', { token: a.tokens.Contributor, body: { deviceIds: [d.id] } });
-      assert.deepEqual(twice.json['alreadyClaimed'], [d.id], 'claiming again in the same tenant is reported, not an error');
+      const twice = await svc.call('POST', '/v1/devices/claim', {
+        token: a.tokens.Contributor,
+        body: { deviceIds: [d.id] },
+      });
+      assert.deepEqual(
+        twice.json['alreadyClaimed'],
+        [d.id],
+        'claiming again in the same tenant is reported, not an error',
+      );
 
       const before = await svc.snapshot();
-      const stolen = await svc.call('POST', '/v1/devices/claim', { token: b.tokens.Administrator, body: { deviceIds: [d.id] } });
+      const stolen = await svc.call('POST', '/v1/devices/claim', {
+        token: b.tokens.Administrator,
+        body: { deviceIds: [d.id] },
+      });
       assert.equal(stolen.status, 409);
       assert.equal(stolen.json.code, 'DEVICE_CLAIMED_BY_OTHER_TENANT');
       assert.ok(!stolen.body.includes(a.id), 'the refusal does not name the owning tenant');
@@ -174,9 +197,14 @@ for (const backend of backends()) {
       const release = await svc.call('POST', `/v1/devices/${d.id}/release`, { token: svc.operatorToken });
       assert.equal(release.status, 200);
       assert.equal(release.json['tenantId'], null);
-      const releasedTwice = await svc.call('POST', `/v1/devices/${d.id}/release`, { token: svc.operatorToken });
+      const releasedTwice = await svc.call('POST', `/v1/devices/${d.id}/release`, {
+        token: svc.operatorToken,
+      });
       assert.equal(releasedTwice.json.code, 'DEVICE_NOT_CLAIMED');
-      const reclaim = await svc.call('POST', '/v1/devices/claim', { token: b.tokens.Contributor, body: { deviceIds: [d.id] } });
+      const reclaim = await svc.call('POST', '/v1/devices/claim', {
+        token: b.tokens.Contributor,
+        body: { deviceIds: [d.id] },
+      });
       assert.deepEqual(reclaim.json['claimed'], [d.id]);
     });
 
@@ -244,7 +272,9 @@ for (const backend of backends()) {
         body: { deviceIds: [d.id], deviceGroup: 'DW100/Marketing' },
       });
       const before = await svc.snapshot();
-      const g = await svc.call('DELETE', '/v1/device-groups/DW100%2FMarketing', { token: a.tokens.Contributor });
+      const g = await svc.call('DELETE', '/v1/device-groups/DW100%2FMarketing', {
+        token: a.tokens.Contributor,
+      });
       assert.equal(g.status, 409);
       assert.equal(g.json.code, 'DEVICE_GROUP_HAS_DEVICES');
       const p = await svc.call('DELETE', '/v1/products/DW100', { token: a.tokens.Contributor });
@@ -256,7 +286,9 @@ for (const backend of backends()) {
         body: { deviceGroup: null },
       });
       assert.equal(moved.json['deviceGroupId'], null);
-      const ok = await svc.call('DELETE', '/v1/device-groups/DW100%2FMarketing', { token: a.tokens.Contributor });
+      const ok = await svc.call('DELETE', '/v1/device-groups/DW100%2FMarketing', {
+        token: a.tokens.Contributor,
+      });
       assert.equal(ok.status, 204);
       const gone = await svc.call('GET', '/v1/device-groups/DW100%2FMarketing', { token: a.tokens.Reader });
       assert.equal(gone.json.code, 'DEVICE_GROUP_NOT_FOUND');
@@ -292,7 +324,9 @@ for (const backend of backends()) {
       assert.equal(opLog.json.items?.[0]?.['actorRole'], 'Operator');
       // paging with the cursor continues without overlap
       const p1 = await svc.call('GET', '/v1/audit?limit=2', { token: a.tokens.Administrator });
-      const p2 = await svc.call('GET', `/v1/audit?limit=2&before=${p1.json['nextCursor']}`, { token: a.tokens.Administrator });
+      const p2 = await svc.call('GET', `/v1/audit?limit=2&before=${p1.json['nextCursor']}`, {
+        token: a.tokens.Administrator,
+      });
       assert.ok(Number(p2.json.items?.[0]?.['seq']) < Number(p1.json.items?.[1]?.['seq']));
     });
 
@@ -319,8 +353,14 @@ for (const backend of backends()) {
       assert.equal((await svc.call('GET', '/readyz')).json['status'], 'ready');
       const m = await svc.call('GET', '/metrics', { token: svc.operatorToken });
       assert.equal(m.status, 200);
-      assert.match(m.body, /heptad_http_requests_total\{method="GET",route="\/v1\/products",status="200"\} \d+/);
-      assert.equal((await svc.call('GET', '/metrics', { token: a.tokens.Administrator })).json.code, 'AUTH_OPERATOR_REQUIRED');
+      assert.match(
+        m.body,
+        /heptad_http_requests_total\{method="GET",route="\/v1\/products",status="200"\} \d+/,
+      );
+      assert.equal(
+        (await svc.call('GET', '/metrics', { token: a.tokens.Administrator })).json.code,
+        'AUTH_OPERATOR_REQUIRED',
+      );
       const spec = await svc.call('GET', '/openapi.json');
       assert.equal(spec.json['openapi'], '3.1.0');
       const docs = await svc.call('GET', '/docs/');

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import {
-  type SeededTenant,
-  type TestService,
   backends,
   createTestService,
   makeDevice,
   registerDevice,
+  type SeededTenant,
   seedTenant,
+  type TestService,
 } from './support/service.ts';
 
 /**
@@ -45,8 +45,21 @@ const ROWS: Row[] = [
     min: 'operator',
     prepare: async () => ({ url: '/v1/tenants', body: { name: `T ${uniq()}` } }),
   },
-  { method: 'GET', route: '/v1/tenants', min: 'Reader', operatorToo: true, wrongTenant: 'own', prepare: async () => ({ url: '/v1/tenants' }) },
-  { method: 'GET', route: '/v1/tenants/current', min: 'Reader', wrongTenant: 'own', prepare: async () => ({ url: '/v1/tenants/current' }) },
+  {
+    method: 'GET',
+    route: '/v1/tenants',
+    min: 'Reader',
+    operatorToo: true,
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/tenants' }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/tenants/current',
+    min: 'Reader',
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/tenants/current' }),
+  },
   {
     method: 'GET',
     route: '/v1/tenants/{tenantId}',
@@ -61,9 +74,19 @@ const ROWS: Row[] = [
     min: 'Administrator',
     operatorToo: true,
     wrongTenant: 'notFound',
-    prepare: async (f) => ({ url: '/v1/users', body: { email: `${uniq()}@example.com`, role: 'Reader', tenantId: f.a.id } }),
+    prepare: async (f) => ({
+      url: '/v1/users',
+      body: { email: `${uniq()}@example.com`, role: 'Reader', tenantId: f.a.id },
+    }),
   },
-  { method: 'GET', route: '/v1/users', min: 'Administrator', operatorToo: true, wrongTenant: 'own', prepare: async () => ({ url: '/v1/users' }) },
+  {
+    method: 'GET',
+    route: '/v1/users',
+    min: 'Administrator',
+    operatorToo: true,
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/users' }),
+  },
   {
     method: 'POST',
     route: '/v1/products',
@@ -71,7 +94,13 @@ const ROWS: Row[] = [
     wrongTenant: 'own',
     prepare: async () => ({ url: '/v1/products', body: { name: `P ${uniq()}` } }),
   },
-  { method: 'GET', route: '/v1/products', min: 'Reader', wrongTenant: 'own', prepare: async () => ({ url: '/v1/products' }) },
+  {
+    method: 'GET',
+    route: '/v1/products',
+    min: 'Reader',
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/products' }),
+  },
   {
     method: 'GET',
     route: '/v1/products/{product}',
@@ -92,7 +121,10 @@ const ROWS: Row[] = [
     min: 'Contributor',
     wrongTenant: 'notFound',
     prepare: async (f) => {
-      const p = await f.svc.call('POST', '/v1/products', { token: f.a.tokens.Administrator, body: { name: `D ${uniq()}` } });
+      const p = await f.svc.call('POST', '/v1/products', {
+        token: f.a.tokens.Administrator,
+        body: { name: `D ${uniq()}` },
+      });
       return { url: `/v1/products/${p.json['id']}` };
     },
   },
@@ -103,7 +135,13 @@ const ROWS: Row[] = [
     wrongTenant: 'notFound',
     prepare: async (f) => ({ url: '/v1/device-groups', body: { product: f.productId, name: `G ${uniq()}` } }),
   },
-  { method: 'GET', route: '/v1/device-groups', min: 'Reader', wrongTenant: 'own', prepare: async () => ({ url: '/v1/device-groups' }) },
+  {
+    method: 'GET',
+    route: '/v1/device-groups',
+    min: 'Reader',
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/device-groups' }),
+  },
   {
     method: 'GET',
     route: '/v1/device-groups/{deviceGroup}',
@@ -145,9 +183,19 @@ const ROWS: Row[] = [
     route: '/v1/devices/claim',
     min: 'Contributor',
     wrongTenant: 'own',
-    prepare: async (f) => ({ url: '/v1/devices/claim', body: { deviceIds: [(await registerDevice(f.svc)).id] } }),
+    prepare: async (f) => ({
+      url: '/v1/devices/claim',
+      body: { deviceIds: [(await registerDevice(f.svc)).id] },
+    }),
   },
-  { method: 'GET', route: '/v1/devices', min: 'Reader', operatorToo: true, wrongTenant: 'own', prepare: async () => ({ url: '/v1/devices' }) },
+  {
+    method: 'GET',
+    route: '/v1/devices',
+    min: 'Reader',
+    operatorToo: true,
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/devices' }),
+  },
   {
     method: 'GET',
     route: '/v1/devices/{deviceId}',
@@ -169,16 +217,41 @@ const ROWS: Row[] = [
     min: 'operator',
     prepare: async (f) => {
       const d = await registerDevice(f.svc);
-      await f.svc.call('POST', '/v1/devices/claim', { token: f.a.tokens.Administrator, body: { deviceIds: [d.id] } });
+      await f.svc.call('POST', '/v1/devices/claim', {
+        token: f.a.tokens.Administrator,
+        body: { deviceIds: [d.id] },
+      });
       return { url: `/v1/devices/${d.id}/release` };
     },
   },
-  { method: 'GET', route: '/v1/audit', min: 'Administrator', operatorToo: true, wrongTenant: 'own', prepare: async () => ({ url: '/v1/audit' }) },
+  {
+    method: 'GET',
+    route: '/v1/audit',
+    min: 'Administrator',
+    operatorToo: true,
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/audit' }),
+  },
 ];
 
 const RANK: Record<string, number> = { Reader: 1, Contributor: 2, Administrator: 3 };
-type Caller = 'anonymous' | 'invalid' | 'operator' | 'Administrator' | 'Contributor' | 'Reader' | 'otherTenant';
-const CALLERS: Caller[] = ['anonymous', 'invalid', 'operator', 'Administrator', 'Contributor', 'Reader', 'otherTenant'];
+type Caller =
+  | 'anonymous'
+  | 'invalid'
+  | 'operator'
+  | 'Administrator'
+  | 'Contributor'
+  | 'Reader'
+  | 'otherTenant';
+const CALLERS: Caller[] = [
+  'anonymous',
+  'invalid',
+  'operator',
+  'Administrator',
+  'Contributor',
+  'Reader',
+  'otherTenant',
+];
 
 /** Expected outcome: 'ok' (2xx), or the error code. */
 function expected(row: Row, caller: Caller): string {
@@ -205,15 +278,23 @@ for (const backend of backends()) {
       svc = await createTestService(backend, 'authz');
       const a = await seedTenant(svc, 'Matrix A');
       b = await seedTenant(svc, 'Matrix B');
-      const p = await svc.call('POST', '/v1/products', { token: a.tokens.Administrator, body: { name: 'Matrix' } });
+      const p = await svc.call('POST', '/v1/products', {
+        token: a.tokens.Administrator,
+        body: { name: 'Matrix' },
+      });
       const d = await registerDevice(svc);
-      await svc.call('POST', '/v1/devices/claim', { token: a.tokens.Administrator, body: { deviceIds: [d.id] } });
+      await svc.call('POST', '/v1/devices/claim', {
+        token: a.tokens.Administrator,
+        body: { deviceIds: [d.id] },
+      });
       f = { svc, a, productId: String(p.json['id']), deviceId: d.id };
     });
     after(() => svc.close());
 
     test('the table covers every route the service serves', async () => {
-      const spec = (await svc.call('GET', '/openapi.json')).json as { paths: Record<string, Record<string, unknown>> };
+      const spec = (await svc.call('GET', '/openapi.json')).json as {
+        paths: Record<string, Record<string, unknown>>;
+      };
       const served = Object.entries(spec.paths)
         .flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`))
         .sort();
@@ -239,7 +320,10 @@ for (const backend of backends()) {
           const before = await svc.snapshot();
           const r = await svc.call(row.method, url, { token, ...(body !== undefined ? { body } : {}) });
           if (want === 'ok') {
-            assert.ok(r.status >= 200 && r.status < 300, `expected 2xx, got ${r.status} ${r.body.slice(0, 200)}`);
+            assert.ok(
+              r.status >= 200 && r.status < 300,
+              `expected 2xx, got ${r.status} ${r.body.slice(0, 200)}`,
+            );
             if (caller === 'otherTenant') {
               assert.ok(!r.body.includes(f.a.id), 'a call by another tenant must not show this tenant');
             }
@@ -258,7 +342,13 @@ for (const backend of backends()) {
     }
 
     test('malformed Authorization headers are refused as invalid', async () => {
-      for (const header of ['Basic abc', 'Bearer', 'Bearer hpt_short', `Bearer ${'x'.repeat(400)}`, 'bearer x']) {
+      for (const header of [
+        'Basic abc',
+        'Bearer',
+        'Bearer hpt_short',
+        `Bearer ${'x'.repeat(400)}`,
+        'bearer x',
+      ]) {
         const r = await svc.call('GET', '/v1/products', { headers: { authorization: header } });
         assert.equal(r.status, 401, header);
         assert.equal(r.json.code, 'AUTH_TOKEN_INVALID', header);

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  type CallOptions,
-  type SeededTenant,
-  type TestService,
   backends,
+  type CallOptions,
   createTestService,
   makeDevice,
   registerDevice,
+  type SeededTenant,
   seedTenant,
+  type TestService,
 } from './support/service.ts';
 
 const BODY_LIMIT = 4096;
@@ -28,24 +28,57 @@ interface Case {
 function cases(f: { productId: string; deviceId: string; tenantId: string }): Case[] {
   const unknownDevice = makeDevice();
   const big = 'a'.repeat(BODY_LIMIT + 10);
-  const writes: Array<{ method: Case['method']; url: string; as: Case['as']; valid: Record<string, unknown> }> = [
+  const writes: Array<{
+    method: Case['method'];
+    url: string;
+    as: Case['as'];
+    valid: Record<string, unknown>;
+  }> = [
     { method: 'POST', url: '/v1/tenants', as: 'operator', valid: { name: 'Valid' } },
     { method: 'POST', url: '/v1/users', as: 'admin', valid: { email: 'v@example.com', role: 'Reader' } },
     { method: 'POST', url: '/v1/products', as: 'admin', valid: { name: 'Valid' } },
     { method: 'PATCH', url: `/v1/products/${f.productId}`, as: 'admin', valid: { name: 'Valid' } },
     { method: 'POST', url: '/v1/device-groups', as: 'admin', valid: { product: f.productId, name: 'Valid' } },
     { method: 'PATCH', url: '/v1/device-groups/Bad%2FProduction', as: 'admin', valid: { name: 'Valid' } },
-    { method: 'POST', url: '/v1/devices', as: 'operator', valid: { id: unknownDevice.id, publicKey: unknownDevice.publicKeyPem } },
+    {
+      method: 'POST',
+      url: '/v1/devices',
+      as: 'operator',
+      valid: { id: unknownDevice.id, publicKey: unknownDevice.publicKeyPem },
+    },
     { method: 'POST', url: '/v1/devices/claim', as: 'admin', valid: { deviceIds: [f.deviceId] } },
-    { method: 'PATCH', url: `/v1/devices/${f.deviceId}`, as: 'admin', valid: { deviceGroup: 'Bad/Field Test' } },
+    {
+      method: 'PATCH',
+      url: `/v1/devices/${f.deviceId}`,
+      as: 'admin',
+      valid: { deviceGroup: 'Bad/Field Test' },
+    },
   ];
   const out: Case[] = [];
   for (const w of writes) {
     const where = `${w.method} ${w.url.replace(/[0-9a-f-]{36}|[0-9a-f]{64}/g, ':id')}`;
     out.push(
-      { name: `malformed JSON to ${where}`, ...w, call: { raw: '{"name": "x",' }, code: 'REQUEST_MALFORMED_JSON', status: 400 },
-      { name: `empty JSON body to ${where}`, ...w, call: { raw: '' }, code: 'REQUEST_MALFORMED_JSON', status: 400 },
-      { name: `JSON array instead of object to ${where}`, ...w, call: { body: [w.valid] }, code: 'REQUEST_INVALID', status: 400 },
+      {
+        name: `malformed JSON to ${where}`,
+        ...w,
+        call: { raw: '{"name": "x",' },
+        code: 'REQUEST_MALFORMED_JSON',
+        status: 400,
+      },
+      {
+        name: `empty JSON body to ${where}`,
+        ...w,
+        call: { raw: '' },
+        code: 'REQUEST_MALFORMED_JSON',
+        status: 400,
+      },
+      {
+        name: `JSON array instead of object to ${where}`,
+        ...w,
+        call: { body: [w.valid] },
+        code: 'REQUEST_INVALID',
+        status: 400,
+      },
       {
         name: `unknown field to ${where}`,
         ...w,
@@ -76,12 +109,13 @@ function cases(f: { productId: string; deviceId: string; tenantId: string }): Ca
       },
     );
   }
-  const named: Array<[string, Case['method'], string, Case['as'], (n: unknown) => Record<string, unknown>]> = [
-    ['tenant', 'POST', '/v1/tenants', 'operator', (n) => ({ name: n })],
-    ['product', 'POST', '/v1/products', 'admin', (n) => ({ name: n })],
-    ['product rename', 'PATCH', `/v1/products/${f.productId}`, 'admin', (n) => ({ name: n })],
-    ['device group', 'POST', '/v1/device-groups', 'admin', (n) => ({ product: f.productId, name: n })],
-  ];
+  const named: Array<[string, Case['method'], string, Case['as'], (n: unknown) => Record<string, unknown>]> =
+    [
+      ['tenant', 'POST', '/v1/tenants', 'operator', (n) => ({ name: n })],
+      ['product', 'POST', '/v1/products', 'admin', (n) => ({ name: n })],
+      ['product rename', 'PATCH', `/v1/products/${f.productId}`, 'admin', (n) => ({ name: n })],
+      ['device group', 'POST', '/v1/device-groups', 'admin', (n) => ({ product: f.productId, name: n })],
+    ];
   const badNames: Array<[string, unknown]> = [
     ['a number', 42],
     ['null', null],
@@ -97,45 +131,325 @@ function cases(f: { productId: string; deviceId: string; tenantId: string }): Ca
   ];
   for (const [what, method, url, as, body] of named) {
     for (const [label, value] of badNames) {
-      out.push({ name: `${what} name that is ${label}`, method, url, as, call: { body: body(value) }, code: 'REQUEST_INVALID', status: 400 });
+      out.push({
+        name: `${what} name that is ${label}`,
+        method,
+        url,
+        as,
+        call: { body: body(value) },
+        code: 'REQUEST_INVALID',
+        status: 400,
+      });
     }
   }
   out.push(
-    { name: 'missing required field', method: 'POST', url: '/v1/products', as: 'admin', call: { body: {} }, code: 'REQUEST_INVALID', status: 400 },
-    { name: 'role that does not exist', method: 'POST', url: '/v1/users', as: 'admin', call: { body: { email: 'r@example.com', role: 'Owner' } }, code: 'REQUEST_INVALID', status: 400 },
-    { name: 'email that is SQL', method: 'POST', url: '/v1/users', as: 'admin', call: { body: { email: SQL, role: 'Reader' } }, code: 'REQUEST_INVALID', status: 400 },
-    { name: 'token lifetime as a string', method: 'POST', url: '/v1/users', as: 'admin', call: { body: { email: 'e@example.com', role: 'Reader', expiresInDays: '5' } }, code: 'REQUEST_INVALID', status: 400 },
-    { name: 'token lifetime of zero', method: 'POST', url: '/v1/users', as: 'admin', call: { body: { email: 'e@example.com', role: 'Reader', expiresInDays: 0 } }, code: 'REQUEST_INVALID', status: 400 },
-    { name: 'operator creating a user without a tenant', method: 'POST', url: '/v1/users', as: 'operator', call: { body: { email: 'e@example.com', role: 'Reader' } }, code: 'REQUEST_INVALID', status: 400 },
-    { name: 'user in an unknown tenant', method: 'POST', url: '/v1/users', as: 'operator', call: { body: { email: 'e@example.com', role: 'Reader', tenantId: '00000000-0000-4000-8000-000000000000' } }, code: 'TENANT_NOT_FOUND', status: 404 },
-    { name: 'duplicate email', method: 'POST', url: '/v1/users', as: 'operator', call: { body: { email: 'dup@example.com', role: 'Reader', tenantId: f.tenantId } }, code: 'USER_EMAIL_TAKEN', status: 409 },
-    { name: 'device group in an unknown product', method: 'POST', url: '/v1/device-groups', as: 'admin', call: { body: { product: 'Nope', name: 'G' } }, code: 'PRODUCT_NOT_FOUND', status: 404 },
-    { name: 'os feed that does not exist', method: 'POST', url: '/v1/device-groups', as: 'admin', call: { body: { product: f.productId, name: 'G', osFeed: 'beta' } }, code: 'REQUEST_INVALID', status: 400 },
-    { name: 'empty product patch', method: 'PATCH', url: `/v1/products/${f.productId}`, as: 'admin', call: { body: {} }, code: 'REQUEST_INVALID', status: 400 },
-    { name: 'unknown product id', method: 'GET', url: '/v1/products/00000000-0000-4000-8000-000000000000', as: 'admin', code: 'PRODUCT_NOT_FOUND', status: 404 },
-    { name: 'SQL-looking product reference', method: 'GET', url: `/v1/products/${encodeURIComponent("' OR '1'='1")}`, as: 'admin', code: 'PRODUCT_NOT_FOUND', status: 404 },
-    { name: 'path-traversal product reference', method: 'DELETE', url: `/v1/products/${encodeURIComponent(TRAVERSAL)}`, as: 'admin', code: 'PRODUCT_NOT_FOUND', status: 404 },
-    { name: 'device group reference without a slash', method: 'GET', url: '/v1/device-groups/NoSlash', as: 'admin', code: 'DEVICE_GROUP_NOT_FOUND', status: 404 },
-    { name: 'SQL-looking device group reference', method: 'DELETE', url: `/v1/device-groups/${encodeURIComponent(`Bad/${SQL}`)}`, as: 'admin', code: 'DEVICE_GROUP_NOT_FOUND', status: 404 },
-    { name: 'unknown tenant id', method: 'GET', url: '/v1/tenants/00000000-0000-4000-8000-000000000000', as: 'operator', code: 'TENANT_NOT_FOUND', status: 404 },
-    { name: 'tenant id that is not a UUID', method: 'GET', url: `/v1/tenants/${encodeURIComponent(SQL)}`, as: 'operator', code: 'REQUEST_INVALID', status: 400 },
-    { name: 'device id that is not 64 hex', method: 'GET', url: '/v1/devices/ABC', as: 'admin', code: 'REQUEST_INVALID', status: 400 },
-    { name: 'uppercase device id', method: 'GET', url: `/v1/devices/${f.deviceId.toUpperCase()}`, as: 'admin', code: 'REQUEST_INVALID', status: 400 },
-    { name: 'unknown device', method: 'GET', url: `/v1/devices/${unknownDevice.id}`, as: 'admin', code: 'DEVICE_NOT_FOUND', status: 404 },
-    { name: 'claim of an unknown device', method: 'POST', url: '/v1/devices/claim', as: 'admin', call: { body: { deviceIds: [unknownDevice.id] } }, code: 'DEVICE_NOT_FOUND', status: 404 },
-    { name: 'claim with an empty list', method: 'POST', url: '/v1/devices/claim', as: 'admin', call: { body: { deviceIds: [] } }, code: 'REQUEST_INVALID', status: 400 },
-    { name: 'claim listing a device twice', method: 'POST', url: '/v1/devices/claim', as: 'admin', call: { body: { deviceIds: [f.deviceId, f.deviceId] } }, code: 'REQUEST_INVALID', status: 400 },
-    { name: 'claim into an unknown group', method: 'POST', url: '/v1/devices/claim', as: 'admin', call: { body: { deviceIds: [f.deviceId], deviceGroup: 'Bad/Nope' } }, code: 'DEVICE_GROUP_NOT_FOUND', status: 404 },
-    { name: 'register with an RSA key', method: 'POST', url: '/v1/devices', as: 'operator', call: { body: { id: unknownDevice.id, publicKey: RSA_PEM } }, code: 'DEVICE_PUBLIC_KEY_INVALID', status: 400 },
-    { name: 'register with garbage for a key', method: 'POST', url: '/v1/devices', as: 'operator', call: { body: { id: unknownDevice.id, publicKey: '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n' } }, code: 'DEVICE_PUBLIC_KEY_INVALID', status: 400 },
-    { name: 'register with an id that is not the key', method: 'POST', url: '/v1/devices', as: 'operator', call: { body: { id: 'a'.repeat(64), publicKey: unknownDevice.publicKeyPem } }, code: 'DEVICE_ID_MISMATCH', status: 400 },
-    { name: 'register with an unknown root-of-trust kind', method: 'POST', url: '/v1/devices', as: 'operator', call: { body: { id: unknownDevice.id, publicKey: unknownDevice.publicKeyPem, rotKind: 'magic' } }, code: 'REQUEST_INVALID', status: 400 },
-    { name: 'register with a key that is not PEM', method: 'POST', url: '/v1/devices', as: 'operator', call: { body: { id: f.deviceId, publicKey: 'x' } }, code: 'DEVICE_PUBLIC_KEY_INVALID', status: 400 },
-    { name: 'page size of zero', method: 'GET', url: '/v1/devices?limit=0', as: 'admin', code: 'REQUEST_INVALID', status: 400 },
-    { name: 'page size over 1000', method: 'GET', url: '/v1/devices?limit=1001', as: 'admin', code: 'REQUEST_INVALID', status: 400 },
-    { name: 'unknown query parameter', method: 'GET', url: '/v1/devices?tenant=other', as: 'admin', code: 'REQUEST_INVALID', status: 400 },
-    { name: 'audit cursor that is SQL', method: 'GET', url: `/v1/audit?before=${encodeURIComponent(SQL)}`, as: 'admin', code: 'REQUEST_INVALID', status: 400 },
-    { name: 'unknown route', method: 'GET', url: '/v1/secrets', as: 'admin', code: 'ROUTE_NOT_FOUND', status: 404 },
+    {
+      name: 'missing required field',
+      method: 'POST',
+      url: '/v1/products',
+      as: 'admin',
+      call: { body: {} },
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'role that does not exist',
+      method: 'POST',
+      url: '/v1/users',
+      as: 'admin',
+      call: { body: { email: 'r@example.com', role: 'Owner' } },
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'email that is SQL',
+      method: 'POST',
+      url: '/v1/users',
+      as: 'admin',
+      call: { body: { email: SQL, role: 'Reader' } },
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'token lifetime as a string',
+      method: 'POST',
+      url: '/v1/users',
+      as: 'admin',
+      call: { body: { email: 'e@example.com', role: 'Reader', expiresInDays: '5' } },
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'token lifetime of zero',
+      method: 'POST',
+      url: '/v1/users',
+      as: 'admin',
+      call: { body: { email: 'e@example.com', role: 'Reader', expiresInDays: 0 } },
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'operator creating a user without a tenant',
+      method: 'POST',
+      url: '/v1/users',
+      as: 'operator',
+      call: { body: { email: 'e@example.com', role: 'Reader' } },
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'user in an unknown tenant',
+      method: 'POST',
+      url: '/v1/users',
+      as: 'operator',
+      call: {
+        body: { email: 'e@example.com', role: 'Reader', tenantId: '00000000-0000-4000-8000-000000000000' },
+      },
+      code: 'TENANT_NOT_FOUND',
+      status: 404,
+    },
+    {
+      name: 'duplicate email',
+      method: 'POST',
+      url: '/v1/users',
+      as: 'operator',
+      call: { body: { email: 'dup@example.com', role: 'Reader', tenantId: f.tenantId } },
+      code: 'USER_EMAIL_TAKEN',
+      status: 409,
+    },
+    {
+      name: 'device group in an unknown product',
+      method: 'POST',
+      url: '/v1/device-groups',
+      as: 'admin',
+      call: { body: { product: 'Nope', name: 'G' } },
+      code: 'PRODUCT_NOT_FOUND',
+      status: 404,
+    },
+    {
+      name: 'os feed that does not exist',
+      method: 'POST',
+      url: '/v1/device-groups',
+      as: 'admin',
+      call: { body: { product: f.productId, name: 'G', osFeed: 'beta' } },
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'empty product patch',
+      method: 'PATCH',
+      url: `/v1/products/${f.productId}`,
+      as: 'admin',
+      call: { body: {} },
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'unknown product id',
+      method: 'GET',
+      url: '/v1/products/00000000-0000-4000-8000-000000000000',
+      as: 'admin',
+      code: 'PRODUCT_NOT_FOUND',
+      status: 404,
+    },
+    {
+      name: 'SQL-looking product reference',
+      method: 'GET',
+      url: `/v1/products/${encodeURIComponent("' OR '1'='1")}`,
+      as: 'admin',
+      code: 'PRODUCT_NOT_FOUND',
+      status: 404,
+    },
+    {
+      name: 'path-traversal product reference',
+      method: 'DELETE',
+      url: `/v1/products/${encodeURIComponent(TRAVERSAL)}`,
+      as: 'admin',
+      code: 'PRODUCT_NOT_FOUND',
+      status: 404,
+    },
+    {
+      name: 'device group reference without a slash',
+      method: 'GET',
+      url: '/v1/device-groups/NoSlash',
+      as: 'admin',
+      code: 'DEVICE_GROUP_NOT_FOUND',
+      status: 404,
+    },
+    {
+      name: 'SQL-looking device group reference',
+      method: 'DELETE',
+      url: `/v1/device-groups/${encodeURIComponent(`Bad/${SQL}`)}`,
+      as: 'admin',
+      code: 'DEVICE_GROUP_NOT_FOUND',
+      status: 404,
+    },
+    {
+      name: 'unknown tenant id',
+      method: 'GET',
+      url: '/v1/tenants/00000000-0000-4000-8000-000000000000',
+      as: 'operator',
+      code: 'TENANT_NOT_FOUND',
+      status: 404,
+    },
+    {
+      name: 'tenant id that is not a UUID',
+      method: 'GET',
+      url: `/v1/tenants/${encodeURIComponent(SQL)}`,
+      as: 'operator',
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'device id that is not 64 hex',
+      method: 'GET',
+      url: '/v1/devices/ABC',
+      as: 'admin',
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'uppercase device id',
+      method: 'GET',
+      url: `/v1/devices/${f.deviceId.toUpperCase()}`,
+      as: 'admin',
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'unknown device',
+      method: 'GET',
+      url: `/v1/devices/${unknownDevice.id}`,
+      as: 'admin',
+      code: 'DEVICE_NOT_FOUND',
+      status: 404,
+    },
+    {
+      name: 'claim of an unknown device',
+      method: 'POST',
+      url: '/v1/devices/claim',
+      as: 'admin',
+      call: { body: { deviceIds: [unknownDevice.id] } },
+      code: 'DEVICE_NOT_FOUND',
+      status: 404,
+    },
+    {
+      name: 'claim with an empty list',
+      method: 'POST',
+      url: '/v1/devices/claim',
+      as: 'admin',
+      call: { body: { deviceIds: [] } },
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'claim listing a device twice',
+      method: 'POST',
+      url: '/v1/devices/claim',
+      as: 'admin',
+      call: { body: { deviceIds: [f.deviceId, f.deviceId] } },
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'claim into an unknown group',
+      method: 'POST',
+      url: '/v1/devices/claim',
+      as: 'admin',
+      call: { body: { deviceIds: [f.deviceId], deviceGroup: 'Bad/Nope' } },
+      code: 'DEVICE_GROUP_NOT_FOUND',
+      status: 404,
+    },
+    {
+      name: 'register with an RSA key',
+      method: 'POST',
+      url: '/v1/devices',
+      as: 'operator',
+      call: { body: { id: unknownDevice.id, publicKey: RSA_PEM } },
+      code: 'DEVICE_PUBLIC_KEY_INVALID',
+      status: 400,
+    },
+    {
+      name: 'register with garbage for a key',
+      method: 'POST',
+      url: '/v1/devices',
+      as: 'operator',
+      call: {
+        body: {
+          id: unknownDevice.id,
+          publicKey: '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n',
+        },
+      },
+      code: 'DEVICE_PUBLIC_KEY_INVALID',
+      status: 400,
+    },
+    {
+      name: 'register with an id that is not the key',
+      method: 'POST',
+      url: '/v1/devices',
+      as: 'operator',
+      call: { body: { id: 'a'.repeat(64), publicKey: unknownDevice.publicKeyPem } },
+      code: 'DEVICE_ID_MISMATCH',
+      status: 400,
+    },
+    {
+      name: 'register with an unknown root-of-trust kind',
+      method: 'POST',
+      url: '/v1/devices',
+      as: 'operator',
+      call: { body: { id: unknownDevice.id, publicKey: unknownDevice.publicKeyPem, rotKind: 'magic' } },
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'register with a key that is not PEM',
+      method: 'POST',
+      url: '/v1/devices',
+      as: 'operator',
+      call: { body: { id: f.deviceId, publicKey: 'x' } },
+      code: 'DEVICE_PUBLIC_KEY_INVALID',
+      status: 400,
+    },
+    {
+      name: 'page size of zero',
+      method: 'GET',
+      url: '/v1/devices?limit=0',
+      as: 'admin',
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'page size over 1000',
+      method: 'GET',
+      url: '/v1/devices?limit=1001',
+      as: 'admin',
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'unknown query parameter',
+      method: 'GET',
+      url: '/v1/devices?tenant=other',
+      as: 'admin',
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'audit cursor that is SQL',
+      method: 'GET',
+      url: `/v1/audit?before=${encodeURIComponent(SQL)}`,
+      as: 'admin',
+      code: 'REQUEST_INVALID',
+      status: 400,
+    },
+    {
+      name: 'unknown route',
+      method: 'GET',
+      url: '/v1/secrets',
+      as: 'admin',
+      code: 'ROUTE_NOT_FOUND',
+      status: 404,
+    },
   );
   return out;
 }
@@ -155,7 +469,10 @@ for (const backend of backends()) {
       svc = await createTestService(backend, 'badinput', { bodyLimit: BODY_LIMIT });
       t = await seedTenant(svc, 'Bad');
       await svc.call('POST', '/v1/tenants', { token: svc.operatorToken, body: { name: 'Valid' } });
-      const p = await svc.call('POST', '/v1/products', { token: t.tokens.Administrator, body: { name: 'Bad' } });
+      const p = await svc.call('POST', '/v1/products', {
+        token: t.tokens.Administrator,
+        body: { name: 'Bad' },
+      });
       await svc.call('POST', '/v1/users', {
         token: svc.operatorToken,
         body: { email: 'dup@example.com', role: 'Reader', tenantId: t.id },
@@ -174,7 +491,9 @@ for (const backend of backends()) {
         const r = await svc.call(c.method, c.url, { token, ...(c.call ?? {}) });
         const after = await svc.snapshot();
         if (r.status !== c.status || r.json.code !== c.code) {
-          failures.push(`${c.name}: expected ${c.status} ${c.code}, got ${r.status} ${r.json.code ?? r.body.slice(0, 120)}`);
+          failures.push(
+            `${c.name}: expected ${c.status} ${c.code}, got ${r.status} ${r.json.code ?? r.body.slice(0, 120)}`,
+          );
         }
         if (after !== before) failures.push(`${c.name}: the store changed`);
         if (!String(r.headers['content-type']).startsWith('application/problem+json')) {

@@ -7,10 +7,10 @@ import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { HeptadError } from '@heptad/protocol';
 import pino from 'pino';
+import { createDatabase } from '../../../test/support/postgres.ts';
 import { fromEnv, readConfigFile, resolveConfig } from '../src/config.ts';
 import { startService } from '../src/serve.ts';
 import { backends } from './support/service.ts';
-import { createDatabase } from '../../../test/support/postgres.ts';
 
 function capture() {
   const lines: string[] = [];
@@ -25,13 +25,17 @@ function capture() {
 
 function get(url: string, ca: string | undefined, token?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = https.get(url, { ...(ca ? { ca } : {}), headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
-      let body = '';
-      res.on('data', (c) => {
-        body += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = https.get(
+      url,
+      { ...(ca ? { ca } : {}), headers: token ? { authorization: `Bearer ${token}` } : {} },
+      (res) => {
+        let body = '';
+        res.on('data', (c) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('error', reject);
   });
 }
@@ -50,7 +54,10 @@ describe('heptad serve: first start, restart, TLS', () => {
   for (const backend of backends()) {
     test(`first start creates the operator token (0600), the platform CA and serves TLS; a restart reuses them (${backend})`, async () => {
       const data = join(tempDir(), 'data');
-      const db = backend === 'postgres' ? await createDatabase(String(process.env['HEPTAD_TEST_PG_URL']), `serve_${process.pid}`) : undefined;
+      const db =
+        backend === 'postgres'
+          ? await createDatabase(String(process.env['HEPTAD_TEST_PG_URL']), `serve_${process.pid}`)
+          : undefined;
       const config = resolveConfig({ data, listen: '127.0.0.1:0', ...(db ? { db } : {}) });
       const log1 = capture();
       const svc = await startService(config, { logger: log1.logger, env: {} });
@@ -66,7 +73,9 @@ describe('heptad serve: first start, restart, TLS', () => {
         assert.equal(statSync(data).mode & 0o777, 0o700);
         ca = readFileSync(join(data, 'platform-ca.pem'), 'utf8');
         // the CA private key is sealed, never a PEM private key on disk
-        assert.ok(!readFileSync(join(data, 'platform-ca.key.sealed')).toString('latin1').includes('PRIVATE KEY'));
+        assert.ok(
+          !readFileSync(join(data, 'platform-ca.key.sealed')).toString('latin1').includes('PRIVATE KEY'),
+        );
         const r = await get(`${svc.url}/v1/tenants`, ca, token);
         assert.equal(r.status, 200);
         const created = await svc.app.inject({
@@ -111,9 +120,17 @@ describe('heptad serve: first start, restart, TLS', () => {
     try {
       const fresh = readFileSync(second.operatorTokenPath, 'utf8').trim();
       assert.notEqual(fresh, old);
-      const bad = await second.app.inject({ method: 'GET', url: '/v1/tenants', headers: { authorization: `Bearer ${old}` } });
+      const bad = await second.app.inject({
+        method: 'GET',
+        url: '/v1/tenants',
+        headers: { authorization: `Bearer ${old}` },
+      });
       assert.equal(bad.statusCode, 401);
-      const good = await second.app.inject({ method: 'GET', url: '/v1/tenants', headers: { authorization: `Bearer ${fresh}` } });
+      const good = await second.app.inject({
+        method: 'GET',
+        url: '/v1/tenants',
+        headers: { authorization: `Bearer ${fresh}` },
+      });
       assert.equal(good.statusCode, 200);
     } finally {
       await second.close();
@@ -126,9 +143,16 @@ describe('heptad serve: first start, restart, TLS', () => {
     const config = resolveConfig({ data, listen: '127.0.0.1:0' });
     const svc = await startService(config, { logger: capture().logger, env: { HEPTAD_MASTER_KEY: key } });
     await svc.close();
-    assert.equal(existsSync(join(data, 'master-key')), false, 'no master key file when it comes from the environment');
+    assert.equal(
+      existsSync(join(data, 'master-key')),
+      false,
+      'no master key file when it comes from the environment',
+    );
     await assert.rejects(
-      startService(config, { logger: capture().logger, env: { HEPTAD_MASTER_KEY: Buffer.alloc(32, 8).toString('base64') } }),
+      startService(config, {
+        logger: capture().logger,
+        env: { HEPTAD_MASTER_KEY: Buffer.alloc(32, 8).toString('base64') },
+      }),
       (e: unknown) => e instanceof HeptadError && e.code === 'CONFIG_INVALID',
     );
     await assert.rejects(
@@ -141,7 +165,10 @@ describe('heptad serve: first start, restart, TLS', () => {
     const file = join(tempDir(), 'not-a-dir');
     writeFileSync(file, 'x');
     await assert.rejects(
-      startService(resolveConfig({ data: file, listen: '127.0.0.1:0' }), { logger: capture().logger, env: {} }),
+      startService(resolveConfig({ data: file, listen: '127.0.0.1:0' }), {
+        logger: capture().logger,
+        env: {},
+      }),
       (e: unknown) => e instanceof HeptadError && e.code === 'DATA_DIR_UNUSABLE',
     );
   });
@@ -164,7 +191,9 @@ describe('service configuration', () => {
   });
 
   test('flags override the environment, which overrides the file', () => {
-    const c = resolveConfig({ listen: '127.0.0.1:1' }, fromEnv({ HEPTAD_LISTEN: '127.0.0.1:2' }), { listen: '127.0.0.1:3' });
+    const c = resolveConfig({ listen: '127.0.0.1:1' }, fromEnv({ HEPTAD_LISTEN: '127.0.0.1:2' }), {
+      listen: '127.0.0.1:3',
+    });
     assert.equal(c.listen.port, 3);
     const d = resolveConfig({ listen: '127.0.0.1:1' }, fromEnv({ HEPTAD_LISTEN: '127.0.0.1:2' }), {});
     assert.equal(d.listen.port, 2);

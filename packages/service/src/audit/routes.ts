@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { access, principalOf } from '../http/auth.ts';
 import type { App, RouteDeps } from '../http/deps.ts';
-import { Limit, Timestamp, errorResponses } from '../http/schemas.ts';
+import { errorResponses, Limit, Timestamp } from '../http/schemas.ts';
 
 const AuditEventSchema = Type.Object(
   {
@@ -30,7 +30,10 @@ export function auditRoutes(app: App, { store }: RouteDeps): void {
         tags: ['audit'],
         summary: "The audit log, newest first: the tenant's for an Administrator, all of it for the operator",
         querystring: Type.Object(
-          { limit: Type.Optional(Limit), before: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}$' })) },
+          {
+            limit: Type.Optional(Limit),
+            before: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}$' })),
+          },
           { additionalProperties: false },
         ),
         response: {

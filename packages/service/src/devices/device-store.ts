@@ -1,4 +1,4 @@
-import { HeptadError, assertDeviceIdentity } from '@heptad/protocol';
+import { assertDeviceIdentity, HeptadError } from '@heptad/protocol';
 import type { Kysely } from 'kysely';
 import { AuditStore } from '../audit/audit-store.ts';
 import type { ChangeContext } from '../context.ts';
@@ -80,9 +80,18 @@ export class DeviceRegistry {
     this.#db = db;
   }
 
-  async register(ctx: ChangeContext, id: string, publicKeyPem: string, rotKind: string): Promise<RegisteredDevice> {
+  async register(
+    ctx: ChangeContext,
+    id: string,
+    publicKeyPem: string,
+    rotKind: string,
+  ): Promise<RegisteredDevice> {
     const identity = assertDeviceIdentity(id, publicKeyPem);
-    const existing = await this.#db.selectFrom('devices').select('id').where('id', '=', identity.id).executeTakeFirst();
+    const existing = await this.#db
+      .selectFrom('devices')
+      .select('id')
+      .where('id', '=', identity.id)
+      .executeTakeFirst();
     if (existing) throw new HeptadError('DEVICE_ALREADY_REGISTERED');
     await mapUnique('DEVICE_ALREADY_REGISTERED', () =>
       this.#db
@@ -109,7 +118,10 @@ export class DeviceRegistry {
   }
 
   async get(id: string): Promise<RegisteredDevice> {
-    const row = await deviceQuery(this.#db).select('d.public_key_pem').where('d.id', '=', id).executeTakeFirst();
+    const row = await deviceQuery(this.#db)
+      .select('d.public_key_pem')
+      .where('d.id', '=', id)
+      .executeTakeFirst();
     if (!row) throw new HeptadError('DEVICE_NOT_FOUND');
     return { ...toDevice(row), publicKeyPem: row.public_key_pem };
   }
@@ -176,7 +188,9 @@ export class TenantDeviceStore {
     return toDevice(row);
   }
 
-  async list(page: DevicePage & { deviceGroup?: string }): Promise<{ items: Device[]; nextCursor: string | null }> {
+  async list(
+    page: DevicePage & { deviceGroup?: string },
+  ): Promise<{ items: Device[]; nextCursor: string | null }> {
     let q = deviceQuery(this.#db).where('d.tenant_id', '=', this.#tenantId);
     if (page.deviceGroup !== undefined) {
       q = q.where('d.device_group_id', '=', (await this.#products.getGroup(page.deviceGroup)).id);
@@ -200,7 +214,13 @@ export class TenantDeviceStore {
     const rows: Array<{ id: string; tenant_id: string | null }> = [];
     for (let i = 0; i < unique.length; i += 500) {
       const chunk = unique.slice(i, i + 500);
-      rows.push(...(await this.#db.selectFrom('devices').select(['id', 'tenant_id']).where('id', 'in', chunk).execute()));
+      rows.push(
+        ...(await this.#db
+          .selectFrom('devices')
+          .select(['id', 'tenant_id'])
+          .where('id', 'in', chunk)
+          .execute()),
+      );
     }
     const found = new Map(rows.map((r) => [r.id, r.tenant_id]));
     const unknown = unique.filter((id) => !found.has(id));
@@ -223,7 +243,11 @@ export class TenantDeviceStore {
       const chunk = toClaim.slice(i, i + 500);
       const res = await this.#db
         .updateTable('devices')
-        .set({ tenant_id: this.#tenantId, device_group_id: group?.id ?? null, claimed_at: ctx.now.toISOString() })
+        .set({
+          tenant_id: this.#tenantId,
+          device_group_id: group?.id ?? null,
+          claimed_at: ctx.now.toISOString(),
+        })
         .where('id', 'in', chunk)
         .where('tenant_id', 'is', null) // a concurrent claim by another tenant loses here
         .executeTakeFirst();

@@ -2,7 +2,7 @@ import { HeptadError } from '@heptad/protocol';
 import { Type } from 'typebox';
 import { access, changeContext, principalOf, tenantScope } from '../http/auth.ts';
 import type { App, RouteDeps } from '../http/deps.ts';
-import { DeviceGroupRef, DeviceId, Limit, Timestamp, Uuid, errorResponses } from '../http/schemas.ts';
+import { DeviceGroupRef, DeviceId, errorResponses, Limit, Timestamp, Uuid } from '../http/schemas.ts';
 import { MAX_CLAIM_BATCH } from './device-store.ts';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
@@ -38,7 +38,10 @@ const RegisteredDeviceSchema = Type.Object(
   { $id: 'RegisteredDevice' },
 );
 
-const DevicePage = Type.Object({ items: Type.Array(Type.Ref('Device')), nextCursor: Nullable(Type.String()) });
+const DevicePage = Type.Object({
+  items: Type.Array(Type.Ref('Device')),
+  nextCursor: Nullable(Type.String()),
+});
 const DEFAULT_PAGE = 100;
 const limitOf = (s: string | undefined) => (s === undefined ? DEFAULT_PAGE : Number(s));
 
@@ -57,8 +60,14 @@ export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
         body: Type.Object(
           {
             id: DeviceId,
-            publicKey: Type.String({ minLength: 1, maxLength: 4096, description: 'identity key, SPKI PEM, ECDSA P-256' }),
-            rotKind: Type.Optional(Type.Union([Type.Literal('tpm'), Type.Literal('soft'), Type.Literal('unknown')])),
+            publicKey: Type.String({
+              minLength: 1,
+              maxLength: 4096,
+              description: 'identity key, SPKI PEM, ECDSA P-256',
+            }),
+            rotKind: Type.Optional(
+              Type.Union([Type.Literal('tpm'), Type.Literal('soft'), Type.Literal('unknown')]),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -114,7 +123,11 @@ export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
         tags: ['devices'],
         summary: "List devices: the tenant's claimed devices, or the whole registry for the operator",
         querystring: Type.Object(
-          { deviceGroup: Type.Optional(DeviceGroupRef), limit: Type.Optional(Limit), after: Type.Optional(DeviceId) },
+          {
+            deviceGroup: Type.Optional(DeviceGroupRef),
+            limit: Type.Optional(Limit),
+            after: Type.Optional(DeviceId),
+          },
           { additionalProperties: false },
         ),
         response: { 200: DevicePage, ...errorResponses(404) },
@@ -122,7 +135,10 @@ export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
     },
     async (req) => {
       const p = principalOf(req);
-      const page = { limit: limitOf(req.query.limit), ...(req.query.after ? { after: req.query.after } : {}) };
+      const page = {
+        limit: limitOf(req.query.limit),
+        ...(req.query.after ? { after: req.query.after } : {}),
+      };
       if (p.tenantId === null) {
         if (req.query.deviceGroup !== undefined) throw new HeptadError('AUTH_TENANT_REQUIRED');
         return store.platform().registry.list(page);
@@ -167,7 +183,9 @@ export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
     async (req) => {
       const ctx = changeContext(req, clock);
       const tenantId = tenantScope(store, req).tenantId;
-      return store.transaction((s) => s.forTenant(tenantId).devices.update(ctx, req.params.deviceId, req.body));
+      return store.transaction((s) =>
+        s.forTenant(tenantId).devices.update(ctx, req.params.deviceId, req.body),
+      );
     },
   );
 

@@ -1,8 +1,14 @@
 import { HeptadError } from '@heptad/protocol';
 import type { FastifyRequest } from 'fastify';
-import { type ChangeContext, type Principal, ROLE_RANK, type TenantPrincipal, isTenantPrincipal } from '../context.ts';
-import type { Store, TenantScope } from '../store/store.ts';
+import {
+  type ChangeContext,
+  isTenantPrincipal,
+  type Principal,
+  ROLE_RANK,
+  type TenantPrincipal,
+} from '../context.ts';
 import type { Role } from '../store/schema.ts';
+import type { Store, TenantScope } from '../store/store.ts';
 import { hashToken, isWellFormedToken } from '../tenants/tokens.ts';
 
 /**
@@ -45,7 +51,8 @@ export function createAuthenticator(store: Store, clock: () => Date): Authentica
       if (rule.kind === 'public') return;
       const header = request.headers.authorization;
       if (header === undefined || header === '') throw new HeptadError('AUTH_TOKEN_MISSING');
-      if (header.length > MAX_AUTH_HEADER || !header.startsWith('Bearer ')) throw new HeptadError('AUTH_TOKEN_INVALID');
+      if (header.length > MAX_AUTH_HEADER || !header.startsWith('Bearer '))
+        throw new HeptadError('AUTH_TOKEN_INVALID');
       const token = header.slice('Bearer '.length).trim();
       if (!isWellFormedToken(token)) throw new HeptadError('AUTH_TOKEN_INVALID');
       const found = await users.resolveToken(hashToken(token));

@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import { Type } from 'typebox';
 import { access } from './auth.ts';
 import type { App, RouteDeps } from './deps.ts';
@@ -34,7 +34,11 @@ export function operationsRoutes(app: App, { store }: RouteDeps): void {
     '/healthz',
     {
       config: { access: access.public },
-      schema: { tags: ['operations'], summary: 'Liveness', response: { 200: Type.Object({ status: Type.Literal('ok') }) } },
+      schema: {
+        tags: ['operations'],
+        summary: 'Liveness',
+        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+      },
     },
     async () => ({ status: 'ok' as const }),
   );

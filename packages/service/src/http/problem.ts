@@ -1,4 +1,11 @@
-import { DEVICE_ID_PATTERN, ERROR_REGISTRY, type ErrorCode, type FieldError, HeptadError, isHeptadError } from '@heptad/protocol';
+import {
+  DEVICE_ID_PATTERN,
+  ERROR_REGISTRY,
+  type ErrorCode,
+  type FieldError,
+  HeptadError,
+  isHeptadError,
+} from '@heptad/protocol';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { NAME_PATTERN } from './schemas.ts';
 
@@ -37,7 +44,10 @@ function fieldErrorsOf(err: FastifyError): FieldError[] {
   return (err.validation ?? []).map((v) => {
     const pattern = (v.params as { pattern?: string } | undefined)?.pattern;
     if (v.keyword === 'pattern' && pattern !== undefined && PATTERN_PROBLEMS[pattern]) {
-      return { field: `${err.validationContext ?? 'body'}${v.instancePath}`, problem: PATTERN_PROBLEMS[pattern] };
+      return {
+        field: `${err.validationContext ?? 'body'}${v.instancePath}`,
+        problem: PATTERN_PROBLEMS[pattern],
+      };
     }
     const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
     const extra = (v.params as { additionalProperty?: string } | undefined)?.additionalProperty;
@@ -58,11 +68,15 @@ export function toHeptadError(err: unknown): HeptadError {
     const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
     if (mapped) return new HeptadError(mapped, undefined, { cause: err });
     // JSON syntax errors from the body parser and prototype-poisoning refusals arrive as plain 400s.
-    if (fe.statusCode === 400 && (err instanceof SyntaxError || fe.code === undefined || /JSON|proto/i.test(fe.message))) {
+    if (
+      fe.statusCode === 400 &&
+      (err instanceof SyntaxError || fe.code === undefined || /JSON|proto/i.test(fe.message))
+    ) {
       return new HeptadError('REQUEST_MALFORMED_JSON', undefined, { cause: err });
     }
     if (fe.statusCode === 413) return new HeptadError('REQUEST_BODY_TOO_LARGE', undefined, { cause: err });
-    if (fe.statusCode === 415) return new HeptadError('REQUEST_UNSUPPORTED_MEDIA_TYPE', undefined, { cause: err });
+    if (fe.statusCode === 415)
+      return new HeptadError('REQUEST_UNSUPPORTED_MEDIA_TYPE', undefined, { cause: err });
   }
   return new HeptadError('INTERNAL_ERROR', undefined, { cause: err });
 }

@@ -7,21 +7,41 @@ import { Type } from 'typebox';
  * control character — so "Product/Group" parses unambiguously and path- or SQL-looking
  * strings are refused at the edge.
  */
-export const NAME_PATTERN = "^[\\p{L}\\p{N}](?:[\\p{L}\\p{N} ._()+,:@#&-]*[\\p{L}\\p{N}._()+:@#&-])?$";
+export const NAME_PATTERN = '^[\\p{L}\\p{N}](?:[\\p{L}\\p{N} ._()+,:@#&-]*[\\p{L}\\p{N}._()+:@#&-])?$';
 export const Name = Type.String({ minLength: 1, maxLength: 100, pattern: NAME_PATTERN });
-export const Description = Type.String({ maxLength: 1000, pattern: '^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$' });
+export const Description = Type.String({
+  maxLength: 1000,
+  pattern: '^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$',
+});
 export const Uuid = Type.String({ format: 'uuid', pattern: '^[0-9a-fA-F-]{36}$' });
-export const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN, description: '64 lowercase hex: SHA-256 of the identity key SPKI' });
+export const DeviceId = Type.String({
+  pattern: DEVICE_ID_PATTERN,
+  description: '64 lowercase hex: SHA-256 of the identity key SPKI',
+});
 /** A product given by id or name. */
 export const ProductRef = Type.String({ minLength: 1, maxLength: 100 });
 /** A device group given by id or "Product/Group". */
-export const DeviceGroupRef = Type.String({ minLength: 1, maxLength: 201, description: 'device group id or "Product/Group"' });
+export const DeviceGroupRef = Type.String({
+  minLength: 1,
+  maxLength: 201,
+  description: 'device group id or "Product/Group"',
+});
 export const Timestamp = Type.String({ description: 'ISO-8601 UTC' });
-export const Email = Type.String({ maxLength: 254, pattern: '^[^\\s@/\\\\\'";]+@[^\\s@/\\\\\'";]+\\.[^\\s@/\\\\\'";]+$' });
-export const Role = Type.Union([Type.Literal('Administrator'), Type.Literal('Contributor'), Type.Literal('Reader')]);
+export const Email = Type.String({
+  maxLength: 254,
+  pattern: '^[^\\s@/\\\\\'";]+@[^\\s@/\\\\\'";]+\\.[^\\s@/\\\\\'";]+$',
+});
+export const Role = Type.Union([
+  Type.Literal('Administrator'),
+  Type.Literal('Contributor'),
+  Type.Literal('Reader'),
+]);
 export const OsFeed = Type.Union([Type.Literal('retail'), Type.Literal('retail-eval')]);
 export const UpdatePolicy = Type.Union([Type.Literal('update-all'), Type.Literal('no-app-updates')]);
-export const Limit = Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$', description: '1–1000 (default 100)' });
+export const Limit = Type.String({
+  pattern: '^(?:[1-9][0-9]{0,2}|1000)$',
+  description: '1–1000 (default 100)',
+});
 
 export const Problem = Type.Object(
   {

@@ -34,7 +34,9 @@ export class KeyStore {
     try {
       return Buffer.concat([d.update(sealed.subarray(32)), d.final()]);
     } catch (cause) {
-      throw new HeptadError('CONFIG_INVALID', `sealed key "${label}" does not open with this master key`, { cause });
+      throw new HeptadError('CONFIG_INVALID', `sealed key "${label}" does not open with this master key`, {
+        cause,
+      });
     }
   }
 }

@@ -45,7 +45,12 @@ export const DEFAULT_DEVICE_GROUPS: ReadonlyArray<{
     osFeed: 'retail',
     updatePolicy: 'no-app-updates',
   },
-  { name: 'Field Test', description: 'Devices in field testing', osFeed: 'retail', updatePolicy: 'update-all' },
+  {
+    name: 'Field Test',
+    description: 'Devices in field testing',
+    osFeed: 'retail',
+    updatePolicy: 'update-all',
+  },
   { name: 'Production', description: 'Devices in production', osFeed: 'retail', updatePolicy: 'update-all' },
   {
     name: 'Production OS Evaluation',
@@ -147,9 +152,14 @@ export class ProductStore {
     return toProduct(row);
   }
 
-  async update(ctx: ChangeContext, ref: string, patch: { name?: string; description?: string }): Promise<Product> {
+  async update(
+    ctx: ChangeContext,
+    ref: string,
+    patch: { name?: string; description?: string },
+  ): Promise<Product> {
     const current = await this.get(ref);
-    if (patch.name !== undefined && patch.name !== current.name) await this.#assertProductNameFree(patch.name);
+    if (patch.name !== undefined && patch.name !== current.name)
+      await this.#assertProductNameFree(patch.name);
     const updated_at = ctx.now.toISOString();
     await mapUnique('PRODUCT_NAME_TAKEN', () =>
       this.#db
@@ -189,7 +199,11 @@ export class ProductStore {
       .where('tenant_id', '=', this.#tenantId)
       .where('product_id', '=', product.id)
       .execute();
-    await this.#db.deleteFrom('products').where('tenant_id', '=', this.#tenantId).where('id', '=', product.id).execute();
+    await this.#db
+      .deleteFrom('products')
+      .where('tenant_id', '=', this.#tenantId)
+      .where('id', '=', product.id)
+      .execute();
     await this.#audit().record(ctx, {
       tenantId: this.#tenantId,
       action: 'product.deleted',
@@ -330,9 +344,15 @@ export class ProductStore {
   async deleteGroup(ctx: ChangeContext, ref: string): Promise<void> {
     const group = await this.getGroup(ref);
     if (group.deviceCount > 0) {
-      throw new HeptadError('DEVICE_GROUP_HAS_DEVICES', undefined, { detail: { deviceCount: group.deviceCount } });
+      throw new HeptadError('DEVICE_GROUP_HAS_DEVICES', undefined, {
+        detail: { deviceCount: group.deviceCount },
+      });
     }
-    await this.#db.deleteFrom('device_groups').where('tenant_id', '=', this.#tenantId).where('id', '=', group.id).execute();
+    await this.#db
+      .deleteFrom('device_groups')
+      .where('tenant_id', '=', this.#tenantId)
+      .where('id', '=', group.id)
+      .execute();
     await this.#audit().record(ctx, {
       tenantId: this.#tenantId,
       action: 'device-group.deleted',

@@ -5,17 +5,24 @@ import {
   Description,
   DeviceGroupRef,
   Empty,
+  errorResponses,
   Name,
   OsFeed,
   ProductRef,
   Timestamp,
   UpdatePolicy,
   Uuid,
-  errorResponses,
 } from '../http/schemas.ts';
 
 const ProductSchema = Type.Object(
-  { id: Uuid, tenantId: Uuid, name: Type.String(), description: Type.String(), createdAt: Timestamp, updatedAt: Timestamp },
+  {
+    id: Uuid,
+    tenantId: Uuid,
+    name: Type.String(),
+    description: Type.String(),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  },
   { $id: 'Product' },
 );
 
@@ -50,7 +57,10 @@ export function productRoutes(app: App, { store, clock }: RouteDeps): void {
       schema: {
         tags: ['products'],
         summary: 'Create a product and its five default device groups',
-        body: Type.Object({ name: Name, description: Type.Optional(Description) }, { additionalProperties: false }),
+        body: Type.Object(
+          { name: Name, description: Type.Optional(Description) },
+          { additionalProperties: false },
+        ),
         response: { 201: Type.Ref('Product'), ...errorResponses(409) },
       },
     },
@@ -109,7 +119,9 @@ export function productRoutes(app: App, { store, clock }: RouteDeps): void {
     async (req) => {
       const ctx = changeContext(req, clock);
       const tenantId = tenantScope(store, req).tenantId;
-      return store.transaction((s) => s.forTenant(tenantId).products.update(ctx, req.params.product, req.body));
+      return store.transaction((s) =>
+        s.forTenant(tenantId).products.update(ctx, req.params.product, req.body),
+      );
     },
   );
 
@@ -174,9 +186,12 @@ export function productRoutes(app: App, { store, clock }: RouteDeps): void {
       config: { access: access.tenant('Reader') },
       schema: {
         tags: ['device groups'],
-        summary: "List device groups, optionally of one product",
+        summary: 'List device groups, optionally of one product',
         querystring: Type.Object({ product: Type.Optional(ProductRef) }, { additionalProperties: false }),
-        response: { 200: Type.Object({ items: Type.Array(Type.Ref('DeviceGroup')) }), ...errorResponses(404) },
+        response: {
+          200: Type.Object({ items: Type.Array(Type.Ref('DeviceGroup')) }),
+          ...errorResponses(404),
+        },
       },
     },
     async (req) => ({ items: await tenantScope(store, req).products.listGroups(req.query.product) }),
@@ -219,7 +234,9 @@ export function productRoutes(app: App, { store, clock }: RouteDeps): void {
     async (req) => {
       const ctx = changeContext(req, clock);
       const tenantId = tenantScope(store, req).tenantId;
-      return store.transaction((s) => s.forTenant(tenantId).products.updateGroup(ctx, req.params.deviceGroup, req.body));
+      return store.transaction((s) =>
+        s.forTenant(tenantId).products.updateGroup(ctx, req.params.deviceGroup, req.body),
+      );
     },
   );
 

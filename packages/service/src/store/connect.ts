@@ -31,7 +31,9 @@ export async function connect(options: ConnectOptions): Promise<Connection> {
       // bigserial audit sequence numbers fit in a JS number for 2^53 events.
       types: {
         getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-          oid === PG_INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+          oid === PG_INT8
+            ? (v: string) => Number(v)
+            : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
       },
     });
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });

@@ -1,6 +1,6 @@
+import { HeptadError } from '@heptad/protocol';
 import { type Kysely, sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
-import { HeptadError } from '@heptad/protocol';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -87,7 +87,11 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('at', 'text', (c) => c.notNull())
           .addColumn('detail', 'text', (c) => c.notNull())
           .execute();
-        await db.schema.createIndex('audit_events_tenant').on('audit_events').columns(['tenant_id', 'seq']).execute();
+        await db.schema
+          .createIndex('audit_events_tenant')
+          .on('audit_events')
+          .columns(['tenant_id', 'seq'])
+          .execute();
       },
     },
   };
@@ -104,7 +108,12 @@ class StaticProvider implements MigrationProvider {
 }
 
 export async function migrateToLatest(db: Kysely<unknown>, dialect: Dialect): Promise<string[]> {
-  const migrator = new Migrator({ db, provider: new StaticProvider(dialect), migrationTableName: 'heptad_migrations', migrationLockTableName: 'heptad_migrations_lock' });
+  const migrator = new Migrator({
+    db,
+    provider: new StaticProvider(dialect),
+    migrationTableName: 'heptad_migrations',
+    migrationLockTableName: 'heptad_migrations_lock',
+  });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     throw new HeptadError('CONFIG_INVALID', 'database migration failed', { cause: error });

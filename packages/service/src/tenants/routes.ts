@@ -2,7 +2,7 @@ import { HeptadError } from '@heptad/protocol';
 import { Type } from 'typebox';
 import { access, changeContext, principalOf } from '../http/auth.ts';
 import type { App, RouteDeps } from '../http/deps.ts';
-import { Email, Name, Role, Timestamp, Uuid, errorResponses } from '../http/schemas.ts';
+import { Email, errorResponses, Name, Role, Timestamp, Uuid } from '../http/schemas.ts';
 
 const TenantSchema = Type.Object({ id: Uuid, name: Type.String(), createdAt: Timestamp }, { $id: 'Tenant' });
 const UserSchema = Type.Object(

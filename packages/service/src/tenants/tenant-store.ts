@@ -38,7 +38,11 @@ export class TenantStore {
   }
 
   async create(ctx: ChangeContext, name: string): Promise<Tenant> {
-    const existing = await this.#db.selectFrom('tenants').select('id').where('name', '=', name).executeTakeFirst();
+    const existing = await this.#db
+      .selectFrom('tenants')
+      .select('id')
+      .where('name', '=', name)
+      .executeTakeFirst();
     if (existing) throw new HeptadError('TENANT_NAME_TAKEN');
     const row: TenantsTable = { id: randomUUID(), name, created_at: ctx.now.toISOString() };
     await mapUnique('TENANT_NAME_TAKEN', () => this.#db.insertInto('tenants').values(row).execute());
@@ -80,19 +84,33 @@ export class UserStore {
 
   /** The platform operator, created once on first start; returns null when it already exists. */
   async createOperatorIfMissing(now: Date): Promise<CreatedUser | null> {
-    const existing = await this.#db.selectFrom('users').select('id').where('role', '=', 'Operator').executeTakeFirst();
+    const existing = await this.#db
+      .selectFrom('users')
+      .select('id')
+      .where('role', '=', 'Operator')
+      .executeTakeFirst();
     if (existing) return null;
     return this.#insert(null, 'operator@heptad.local', 'Operator', now, null);
   }
 
   /** A fresh token for the operator (used when DATA/operator-token was lost). */
   async rotateOperatorToken(now: Date): Promise<string> {
-    const op = await this.#db.selectFrom('users').select('id').where('role', '=', 'Operator').executeTakeFirstOrThrow();
+    const op = await this.#db
+      .selectFrom('users')
+      .select('id')
+      .where('role', '=', 'Operator')
+      .executeTakeFirstOrThrow();
     await this.#db.deleteFrom('api_tokens').where('user_id', '=', op.id).execute();
     const token = createToken();
     await this.#db
       .insertInto('api_tokens')
-      .values({ id: randomUUID(), user_id: op.id, token_hash: hashToken(token), created_at: now.toISOString(), expires_at: null })
+      .values({
+        id: randomUUID(),
+        user_id: op.id,
+        token_hash: hashToken(token),
+        created_at: now.toISOString(),
+        expires_at: null,
+      })
       .execute();
     return token;
   }
@@ -104,9 +122,17 @@ export class UserStore {
     role: Role,
     expiresAt: Date | null,
   ): Promise<CreatedUser> {
-    const tenant = await this.#db.selectFrom('tenants').select('id').where('id', '=', tenantId).executeTakeFirst();
+    const tenant = await this.#db
+      .selectFrom('tenants')
+      .select('id')
+      .where('id', '=', tenantId)
+      .executeTakeFirst();
     if (!tenant) throw new HeptadError('TENANT_NOT_FOUND');
-    const taken = await this.#db.selectFrom('users').select('id').where('email', '=', email).executeTakeFirst();
+    const taken = await this.#db
+      .selectFrom('users')
+      .select('id')
+      .where('email', '=', email)
+      .executeTakeFirst();
     if (taken) throw new HeptadError('USER_EMAIL_TAKEN');
     const created = await this.#insert(tenantId, email, role, ctx.now, expiresAt);
     await new AuditStore(this.#db).record(ctx, {
@@ -126,7 +152,13 @@ export class UserStore {
     now: Date,
     expiresAt: Date | null,
   ): Promise<CreatedUser> {
-    const row: UsersTable = { id: randomUUID(), tenant_id: tenantId, email, role, created_at: now.toISOString() };
+    const row: UsersTable = {
+      id: randomUUID(),
+      tenant_id: tenantId,
+      email,
+      role,
+      created_at: now.toISOString(),
+    };
     await mapUnique('USER_EMAIL_TAKEN', () => this.#db.insertInto('users').values(row).execute());
     const token = createToken();
     const tokenExpiresAt = expiresAt ? expiresAt.toISOString() : null;
@@ -150,11 +182,19 @@ export class UserStore {
   }
 
   /** Resolves a token hash to its principal and expiry; undefined when no such token. */
-  async resolveToken(tokenHash: string): Promise<{ principal: Principal; expiresAt: string | null } | undefined> {
+  async resolveToken(
+    tokenHash: string,
+  ): Promise<{ principal: Principal; expiresAt: string | null } | undefined> {
     const row = await this.#db
       .selectFrom('api_tokens')
       .innerJoin('users', 'users.id', 'api_tokens.user_id')
-      .select(['users.id as userId', 'users.email', 'users.role', 'users.tenant_id as tenantId', 'api_tokens.expires_at'])
+      .select([
+        'users.id as userId',
+        'users.email',
+        'users.role',
+        'users.tenant_id as tenantId',
+        'api_tokens.expires_at',
+      ])
       .where('api_tokens.token_hash', '=', tokenHash)
       .executeTakeFirst();
     if (!row) return undefined;

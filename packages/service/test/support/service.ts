@@ -61,7 +61,15 @@ export interface TestService {
   close(): Promise<void>;
 }
 
-const TABLES = ['tenants', 'users', 'api_tokens', 'products', 'device_groups', 'devices', 'audit_events'] as const;
+const TABLES = [
+  'tenants',
+  'users',
+  'api_tokens',
+  'products',
+  'device_groups',
+  'devices',
+  'audit_events',
+] as const;
 
 export async function createTestService(
   backend: BackendName,
@@ -163,7 +171,10 @@ export interface TestDevice {
 
 export function makeDevice(): TestDevice {
   const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  return { id: deviceIdOf(publicKey), publicKeyPem: publicKey.export({ format: 'pem', type: 'spki' }).toString() };
+  return {
+    id: deviceIdOf(publicKey),
+    publicKeyPem: publicKey.export({ format: 'pem', type: 'spki' }).toString(),
+  };
 }
 
 export async function registerDevice(svc: TestService, device = makeDevice()): Promise<TestDevice> {
