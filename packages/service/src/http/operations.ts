@@ -65,7 +65,11 @@ export function operationsRoutes(app: App, { store }: RouteDeps): void {
     '/metrics',
     {
       config: { access: access.operator },
-      schema: { tags: ['operations'], summary: 'Prometheus metrics (operator token)', hide: false },
+      schema: {
+        tags: ['operations'],
+        summary: 'Prometheus metrics (operator token)',
+        response: errorResponses(),
+      },
     },
     async (_req, reply) => {
       const text = await registry.metrics();
