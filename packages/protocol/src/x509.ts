@@ -33,6 +33,7 @@ function serial(): string {
 }
 
 export async function createCertificateAuthority(options: CreateCaOptions): Promise<CertificateAuthority> {
+  if (!(options.validityDays > 0)) throw new RangeError('validityDays must be positive');
   const keys = await generateP256();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
@@ -59,10 +60,22 @@ export interface ServerCertificateOptions {
   readonly validityDays: number;
 }
 
-/** Issues a TLS server certificate (serverAuth) for `hosts`; returns cert chain and key as PEM. */
+/** Issues a TLS server certificate (serverAuth) for `hosts`; returns the leaf certificate and its key as PEM. */
 export async function issueServerCertificate(
   options: ServerCertificateOptions,
 ): Promise<{ certPem: string; keyPem: string }> {
+  if (options.hosts.length === 0) throw new RangeError('a server certificate needs at least one host');
+  for (const h of options.hosts) {
+    if (
+      !isIP(h) &&
+      !/^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(
+        h,
+      )
+    ) {
+      throw new RangeError(`"${h}" is not a DNS name or IP address`);
+    }
+  }
+  if (!(options.validityDays > 0)) throw new RangeError('validityDays must be positive');
   const caCert = new x509.X509Certificate(options.ca.certPem);
   const caKey = await webcrypto.subtle.importKey('pkcs8', options.ca.keyPkcs8, EC_P256, false, ['sign']);
   const keys = await generateP256();
