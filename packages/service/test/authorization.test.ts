@@ -238,6 +238,7 @@ const RANK: Record<string, number> = { Reader: 1, Contributor: 2, Administrator:
 type Caller =
   | 'anonymous'
   | 'invalid'
+  | 'expired'
   | 'operator'
   | 'Administrator'
   | 'Contributor'
@@ -246,6 +247,7 @@ type Caller =
 const CALLERS: Caller[] = [
   'anonymous',
   'invalid',
+  'expired',
   'operator',
   'Administrator',
   'Contributor',
@@ -258,6 +260,7 @@ function expected(row: Row, caller: Caller): string {
   if (row.min === 'public') return 'ok';
   if (caller === 'anonymous') return 'AUTH_TOKEN_MISSING';
   if (caller === 'invalid') return 'AUTH_TOKEN_INVALID';
+  if (caller === 'expired') return 'AUTH_TOKEN_EXPIRED';
   if (caller === 'operator') {
     if (row.min === 'operator' || row.operatorToo) return 'ok';
     return 'AUTH_TENANT_REQUIRED';
@@ -274,6 +277,7 @@ for (const backend of backends()) {
     let svc: TestService;
     let f: Fixture;
     let b: SeededTenant;
+    let expiredToken: string;
     before(async () => {
       svc = await createTestService(backend, 'authz');
       const a = await seedTenant(svc, 'Matrix A');
@@ -288,6 +292,12 @@ for (const backend of backends()) {
         body: { deviceIds: [d.id] },
       });
       f = { svc, a, productId: String(p.json['id']), deviceId: d.id };
+      // An Administrator token that lives one day; the 'expired' caller uses it two days later.
+      const u = await svc.call('POST', '/v1/users', {
+        token: a.tokens.Administrator,
+        body: { email: 'expiring@example.com', role: 'Administrator', expiresInDays: 1 },
+      });
+      expiredToken = String(u.json['token']);
     });
     after(() => svc.close());
 
@@ -312,13 +322,21 @@ for (const backend of backends()) {
               ? undefined
               : caller === 'invalid'
                 ? `hpt_${'A'.repeat(43)}`
-                : caller === 'operator'
-                  ? svc.operatorToken
-                  : caller === 'otherTenant'
-                    ? b.tokens.Administrator
-                    : f.a.tokens[caller];
+                : caller === 'expired'
+                  ? expiredToken
+                  : caller === 'operator'
+                    ? svc.operatorToken
+                    : caller === 'otherTenant'
+                      ? b.tokens.Administrator
+                      : f.a.tokens[caller];
           const before = await svc.snapshot();
-          const r = await svc.call(row.method, url, { token, ...(body !== undefined ? { body } : {}) });
+          const saved = svc.now;
+          if (caller === 'expired') svc.now = new Date(saved.getTime() + 2 * 86_400_000);
+          const r = await svc
+            .call(row.method, url, { token, ...(body !== undefined ? { body } : {}) })
+            .finally(() => {
+              svc.now = saved;
+            });
           if (want === 'ok') {
             assert.ok(
               r.status >= 200 && r.status < 300,
