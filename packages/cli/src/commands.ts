@@ -441,7 +441,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     path: ['device', 'claim'],
     summary: 'Claim devices for your tenant (up to 1000 at once, all or nothing)',
     description:
-      'Claiming is one-time: a device claimed by another tenant cannot be claimed (only the operator can release it).',
+      'Claiming is one-time: a device claimed by another tenant cannot be claimed (only the operator can unclaim it).',
     args: [{ name: 'ID', description: 'device ids', required: false, variadic: true }],
     options: [
       {
@@ -567,15 +567,15 @@ export const COMMANDS: readonly CommandSpec[] = [
     },
   },
   {
-    path: ['device', 'release'],
-    summary: 'Release a claimed device from its tenant (operator)',
+    path: ['device', 'unclaim'],
+    summary: 'Take a claimed device from its tenant so it can be claimed again (operator)',
     args: [{ name: 'ID', description: 'device id', required: true }],
     options: [],
     service: true,
     async run(ctx) {
       const id = need(ctx, 'ID').toLowerCase();
       return one(
-        await (await ctx.client()).request<Row>('POST', `/v1/devices/${enc(id)}/release`),
+        await (await ctx.client()).request<Row>('POST', `/v1/devices/${enc(id)}/unclaim`),
         DEVICE_COLS,
       );
     },

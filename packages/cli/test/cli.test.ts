@@ -210,13 +210,13 @@ for (const backend of backendsToTest) {
       assert.equal((await as(['device-group', 'delete', 'DW100/Marketing'])).code, 0);
       const shown = await as(['device', 'show', id, '--output', 'json']);
       assert.equal(shown.json()['productName'], 'DW100');
-      const released = await cli(['device', 'release', id, '--output', 'json']);
-      assert.equal(released.json()['tenantId'], null);
+      const unclaimed = await cli(['device', 'unclaim', id, '--output', 'json']);
+      assert.equal(unclaimed.json()['tenantId'], null);
       const audit = await as(['audit', 'list', '--limit', '3', '--output', 'json']);
       assert.equal(audit.json().items?.length, 3);
       assert.equal((await as(['product', 'update', 'DW100', '--name', 'DW200'])).code, 0);
       assert.equal((await as(['product', 'show', 'DW200'])).code, 0);
-      // the only device was released, so the product's groups are empty and it can go
+      // the only device was unclaimed, so the product's groups are empty and it can go
       assert.equal((await as(['product', 'delete', 'DW200'])).code, 0);
       assert.equal((await as(['product', 'show', 'DW200'])).code, 1);
     });

@@ -147,7 +147,7 @@ export const ERROR_REGISTRY = {
   DEVICE_NOT_CLAIMED: {
     status: 409,
     title: 'The device is not claimed by any tenant',
-    hint: 'nothing to release',
+    hint: 'nothing to unclaim',
   },
 
   // Service

@@ -193,14 +193,14 @@ for (const backend of backends()) {
       const hidden = await svc.call('GET', `/v1/devices/${d.id}`, { token: b.tokens.Administrator });
       assert.equal(hidden.json.code, 'DEVICE_NOT_FOUND');
 
-      // Only the operator can release; then another tenant can claim.
-      const release = await svc.call('POST', `/v1/devices/${d.id}/release`, { token: svc.operatorToken });
-      assert.equal(release.status, 200);
-      assert.equal(release.json['tenantId'], null);
-      const releasedTwice = await svc.call('POST', `/v1/devices/${d.id}/release`, {
+      // Only the operator can unclaim; then another tenant can claim.
+      const unclaim = await svc.call('POST', `/v1/devices/${d.id}/unclaim`, { token: svc.operatorToken });
+      assert.equal(unclaim.status, 200);
+      assert.equal(unclaim.json['tenantId'], null);
+      const unclaimedTwice = await svc.call('POST', `/v1/devices/${d.id}/unclaim`, {
         token: svc.operatorToken,
       });
-      assert.equal(releasedTwice.json.code, 'DEVICE_NOT_CLAIMED');
+      assert.equal(unclaimedTwice.json.code, 'DEVICE_NOT_CLAIMED');
       const reclaim = await svc.call('POST', '/v1/devices/claim', {
         token: b.tokens.Contributor,
         body: { deviceIds: [d.id] },

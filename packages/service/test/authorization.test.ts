@@ -213,7 +213,7 @@ const ROWS: Row[] = [
   },
   {
     method: 'POST',
-    route: '/v1/devices/{deviceId}/release',
+    route: '/v1/devices/{deviceId}/unclaim',
     min: 'operator',
     prepare: async (f) => {
       const d = await registerDevice(f.svc);
@@ -221,7 +221,7 @@ const ROWS: Row[] = [
         token: f.a.tokens.Administrator,
         body: { deviceIds: [d.id] },
       });
-      return { url: `/v1/devices/${d.id}/release` };
+      return { url: `/v1/devices/${d.id}/unclaim` };
     },
   },
   {

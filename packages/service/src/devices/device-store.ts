@@ -136,8 +136,8 @@ export class DeviceRegistry {
     return pageOf(rows.map(toDevice), page.limit);
   }
 
-  /** Releases a claimed device from its tenant (operator only); it can then be claimed again. */
-  async release(ctx: ChangeContext, id: string): Promise<RegisteredDevice> {
+  /** Takes a claimed device from its tenant (operator only); it can then be claimed again. */
+  async unclaim(ctx: ChangeContext, id: string): Promise<RegisteredDevice> {
     const device = await this.get(id);
     if (device.tenantId === null) throw new HeptadError('DEVICE_NOT_CLAIMED');
     await this.#db
@@ -147,7 +147,7 @@ export class DeviceRegistry {
       .execute();
     await new AuditStore(this.#db).record(ctx, {
       tenantId: device.tenantId,
-      action: 'device.released',
+      action: 'device.unclaimed',
       targetType: 'device',
       targetId: id,
       detail: {},

@@ -92,7 +92,7 @@ export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
         tags: ['devices'],
         summary: `Claim up to ${MAX_CLAIM_BATCH} devices for the tenant, all or nothing`,
         description:
-          'Claiming is one-time: a device claimed by another tenant is refused and only the operator can release it.',
+          'Claiming is one-time: a device claimed by another tenant is refused and only the operator can unclaim it.',
         body: Type.Object(
           {
             deviceIds: Type.Array(DeviceId, { minItems: 1, maxItems: MAX_CLAIM_BATCH, uniqueItems: true }),
@@ -190,19 +190,19 @@ export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
   );
 
   app.post(
-    '/v1/devices/:deviceId/release',
+    '/v1/devices/:deviceId/unclaim',
     {
       config: { access: access.operator },
       schema: {
         tags: ['devices'],
-        summary: 'Release a claimed device from its tenant (operator)',
+        summary: 'Unclaim a device: take it from its tenant so it can be claimed again (operator)',
         params: IdParams,
         response: { 200: Type.Ref('RegisteredDevice'), ...errorResponses(404, 409) },
       },
     },
     async (req) => {
       const ctx = changeContext(req, clock);
-      return store.transaction((s) => s.platform().registry.release(ctx, req.params.deviceId));
+      return store.transaction((s) => s.platform().registry.unclaim(ctx, req.params.deviceId));
     },
   );
 }
