@@ -57,5 +57,30 @@ ensure_runuser() {
   apt_install "runuser" util-linux
 }
 
+# swtpm (a TPM 2.0 simulator) and tpm2-tools with the swtpm TCTI, for test/support/swtpm.ts and the
+# TPM interop tests (packages/device/test/tpm-*.test.ts) and bench/tpm-quote.ts. Without them those
+# tests skip, unless HEPTAD_REQUIRE_SWTPM is set.
+ensure_swtpm() {
+  if command -v swtpm >/dev/null 2>&1 && command -v swtpm_setup >/dev/null 2>&1 \
+    && command -v tpm2_quote >/dev/null 2>&1 && has_swtpm_tcti; then
+    return 0
+  fi
+  apt_install "swtpm and tpm2-tools (swtpm, swtpm_setup, tpm2_quote, the swtpm TCTI)" \
+    swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0
+  command -v swtpm >/dev/null 2>&1 && command -v tpm2_quote >/dev/null 2>&1 && has_swtpm_tcti \
+    || die "packages swtpm, tpm2-tools and libtss2-tcti-swtpm0 installed but swtpm, tpm2_quote or the TCTI is still missing"
+}
+
+# The tss2 TCTI library tpm2-tools loads for TPM2TOOLS_TCTI=swtpm:… (Debian: libtss2-tcti-swtpm0).
+has_swtpm_tcti() {
+  local pattern
+  for pattern in '/usr/lib/*/libtss2-tcti-swtpm.so.0*' '/usr/lib/libtss2-tcti-swtpm.so.0*' \
+    '/usr/lib64/libtss2-tcti-swtpm.so.0*'; do
+    compgen -G "$pattern" >/dev/null && return 0
+  done
+  return 1
+}
+
 ensure_postgres
 ensure_runuser
+ensure_swtpm

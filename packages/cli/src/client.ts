@@ -87,10 +87,39 @@ export class ServiceClient {
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const { status, text } = await this.#send(method, path, body);
+    if (status === 204) return undefined as T;
+    let json: unknown;
+    try {
+      json = text === '' ? undefined : JSON.parse(text);
+    } catch (cause) {
+      throw new HeptadError('CLI_BAD_RESPONSE', `HTTP ${status} with a body that is not JSON`, { cause });
+    }
+    if (status >= 200 && status < 300) return json as T;
+    throw new ApiError(
+      status,
+      typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {},
+    );
+  }
+
+  /** For documents that are not JSON (PEM): the body as text on success, a coded ApiError otherwise. */
+  async requestText(method: string, path: string): Promise<string> {
+    const { status, text } = await this.#send(method, path, undefined);
+    if (status >= 200 && status < 300) return text;
+    let problem: Record<string, unknown> = {};
+    try {
+      problem = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      // not a problem document; the status alone is reported
+    }
+    throw new ApiError(status, problem);
+  }
+
+  #send(method: string, path: string, body: unknown): Promise<{ status: number; text: string }> {
     const target = new URL(path, this.#url);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const mod = target.protocol === 'https:' ? https : http;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       const req = mod.request(
         target,
         {
@@ -98,7 +127,7 @@ export class ServiceClient {
           agent: this.#agent,
           headers: {
             authorization: `Bearer ${this.#token}`,
-            accept: 'application/json',
+            accept: 'application/json, application/x-pem-file',
             ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
           },
           timeout: this.#timeoutMs,
@@ -114,26 +143,9 @@ export class ServiceClient {
             }
             chunks.push(c);
           });
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            const status = res.statusCode ?? 0;
-            if (status === 204) return resolve(undefined as T);
-            let json: unknown;
-            try {
-              json = text === '' ? undefined : JSON.parse(text);
-            } catch (cause) {
-              return reject(
-                new HeptadError('CLI_BAD_RESPONSE', `HTTP ${status} with a body that is not JSON`, { cause }),
-              );
-            }
-            if (status >= 200 && status < 300) return resolve(json as T);
-            reject(
-              new ApiError(
-                status,
-                typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {},
-              ),
-            );
-          });
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+          );
           res.on('error', reject);
         },
       );

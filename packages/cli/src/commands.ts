@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { HeptadError, isDeviceId } from '@heptad/protocol';
 import { ServiceClient } from './client.ts';
+import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
 import { saveProfile } from './profiles.ts';
 import { serveCommand } from './serve-command.ts';
 import type { Column, CommandContext, CommandResult, CommandSpec } from './spec.ts';
@@ -403,22 +404,24 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     path: ['device', 'register'],
     summary: 'Add a manufactured device to the device registry (operator)',
+    description:
+      'Give the registration record written at manufacture (--from DIR/registration.json), or the id and ' +
+      'public key by hand (--id and --public-key).',
     args: [],
     options: [
+      {
+        name: 'from',
+        type: 'string',
+        valueName: 'FILE',
+        description: 'registration record (DIR/registration.json)',
+      },
       {
         name: 'id',
         type: 'string',
         valueName: 'ID',
         description: 'device id: SHA-256 (hex) of the identity key SPKI',
-        required: true,
       },
-      {
-        name: 'public-key',
-        type: 'string',
-        valueName: 'FILE',
-        description: 'identity public key, SPKI PEM',
-        required: true,
-      },
+      { name: 'public-key', type: 'string', valueName: 'FILE', description: 'identity public key, SPKI PEM' },
       {
         name: 'rot-kind',
         type: 'string',
@@ -428,10 +431,29 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
     service: true,
     async run(ctx) {
-      const body: Row = {
-        id: need(ctx, 'id').toLowerCase(),
-        publicKey: readFileArg(ctx, need(ctx, 'public-key'), 'public key file'),
-      };
+      const from = str(ctx, 'from');
+      let body: Row;
+      if (from !== undefined) {
+        if (str(ctx, 'id') !== undefined || str(ctx, 'public-key') !== undefined) {
+          throw new HeptadError('CLI_USAGE', 'give --from, or --id with --public-key, not both');
+        }
+        try {
+          body = JSON.parse(readFileArg(ctx, from, 'registration record')) as Row;
+        } catch (cause) {
+          if (cause instanceof HeptadError) throw cause;
+          throw new HeptadError('CLI_FILE_UNREADABLE', `${from} is not JSON`, { cause });
+        }
+        if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+          throw new HeptadError('CLI_FILE_UNREADABLE', `${from} is not a registration record`);
+        }
+      } else {
+        const id = str(ctx, 'id');
+        const keyFile = str(ctx, 'public-key');
+        if (id === undefined || keyFile === undefined) {
+          throw new HeptadError('CLI_USAGE', 'give --from FILE, or --id ID and --public-key FILE');
+        }
+        body = { id: id.toLowerCase(), publicKey: readFileArg(ctx, keyFile, 'public key file') };
+      }
       const rot = str(ctx, 'rot-kind');
       if (rot !== undefined) body['rotKind'] = rot;
       return one(await (await ctx.client()).request<Row>('POST', '/v1/devices', body), DEVICE_COLS);
@@ -580,6 +602,9 @@ export const COMMANDS: readonly CommandSpec[] = [
       );
     },
   },
+
+  ...DEVICE_LOCAL_COMMANDS,
+  ...PKI_COMMANDS,
 
   // ---- audit ----
   {

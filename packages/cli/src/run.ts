@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ERROR_REGISTRY, HeptadError, isHeptadError } from '@heptad/protocol';
+import { ERROR_REGISTRY, HeptadError, isErrorCode, isHeptadError } from '@heptad/protocol';
 import { ApiError, ServiceClient } from './client.ts';
 import { COMMANDS } from './commands.ts';
 import { renderRecord, renderTable } from './output.ts';
@@ -99,6 +99,13 @@ export function describeError(e: unknown): { line: string; exitCode: number } {
       line: `heptad: ${e.code}: ${e.message} — ${ERROR_REGISTRY[e.code].hint}`,
       exitCode: e.code === 'CLI_USAGE' ? 2 : 1,
     };
+  }
+  // A coded refusal from elsewhere (e.g. the device agent's ServiceRefusal): keep its code.
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code === 'string' && /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$/.test(code)) {
+    const hint = isErrorCode(code) ? ` — ${ERROR_REGISTRY[code].hint}` : '';
+    const message = (e as Error).message || (isErrorCode(code) ? ERROR_REGISTRY[code].title : '');
+    return { line: `heptad: ${code}: ${message}${hint}`, exitCode: 1 };
   }
   return { line: `heptad: INTERNAL_ERROR: ${(e as Error)?.message ?? String(e)}`, exitCode: 1 };
 }

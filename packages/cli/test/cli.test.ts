@@ -52,7 +52,7 @@ for (const backend of backendsToTest) {
       svc = await startService(
         resolveConfig({ data: join(dir, 'data'), listen: '127.0.0.1:0', ...(db ? { db } : {}) }),
         {
-          logger: pino({ level: 'silent' }),
+          logger: pino({ level: process.env['HEPTAD_TEST_LOG'] ?? 'silent' }, pino.destination(2)),
           env: {},
         },
       );
@@ -219,6 +219,117 @@ for (const backend of backendsToTest) {
       // the only device was unclaimed, so the product's groups are empty and it can go
       assert.equal((await as(['product', 'delete', 'DW200'])).code, 0);
       assert.equal((await as(['product', 'show', 'DW200'])).code, 1);
+    });
+
+    test('a soft device is manufactured, registered from its record, claimed, attests, and is quarantined', async () => {
+      const u = await cli([
+        'user',
+        'create',
+        'pki@contoso.com',
+        '--tenant',
+        'Contoso',
+        '--role',
+        'Administrator',
+        '--output',
+        'json',
+      ]);
+      const adminEnv = {
+        HEPTAD_URL: svc.url,
+        HEPTAD_TOKEN: String(u.json()['token']),
+        HEPTAD_CA: String(svc.caPath),
+      };
+      const as = (argv: string[]) => cli(argv, adminEnv);
+      const state = join(dir, 'dev-soft');
+      const made = await cli([
+        'device',
+        'manufacture',
+        '--state',
+        state,
+        '--rot',
+        'soft',
+        '--service',
+        svc.url,
+        '--platform-ca',
+        String(svc.caPath),
+        '--output',
+        'json',
+      ]);
+      assert.equal(made.code, 0, made.err);
+      const id = String(made.json()['deviceId']);
+      assert.match(id, /^[0-9a-f]{64}$/);
+      assert.equal(statSync(join(state, 'secrets', 'identity-key.pem')).mode & 0o777, 0o600);
+      const again = await cli([
+        'device',
+        'manufacture',
+        '--state',
+        state,
+        '--rot',
+        'soft',
+        '--service',
+        svc.url,
+      ]);
+      assert.match(again.err, /^heptad: DEVICE_STATE_EXISTS: /);
+      const badRot = await cli([
+        'device',
+        'manufacture',
+        '--state',
+        join(dir, 'x'),
+        '--rot',
+        'tpm:nowhere',
+        '--service',
+        svc.url,
+      ]);
+      assert.match(badRot.err, /^heptad: DEVICE_ROT_SPEC_INVALID: /);
+
+      const reg = await cli([
+        'device',
+        'register',
+        '--from',
+        join(state, 'registration.json'),
+        '--output',
+        'json',
+      ]);
+      assert.equal(reg.code, 0, reg.err);
+      assert.equal(reg.json()['rotKind'], 'soft');
+      const unclaimed = await cli(['device', 'attest', '--state', state]);
+      assert.equal(unclaimed.code, 1);
+      assert.match(unclaimed.err, /^heptad: ATTEST_DEVICE_UNCLAIMED: /);
+      assert.equal((await as(['device', 'claim', id])).code, 0);
+
+      const att = await cli(['device', 'attest', '--state', state, '--output', 'json']);
+      assert.equal(att.code, 0, att.err);
+      const outcome = att.json();
+      assert.equal(outcome['rotKind'], 'soft');
+      assert.match(String(outcome['chainPem']), /BEGIN CERTIFICATE/);
+      const table = await cli(['device', 'attest', '--state', state]);
+      assert.match(table.out, /^DEVICE\s+ROT\s+SERIAL\s+NOT AFTER\n/);
+      assert.equal(JSON.parse(readFileSync(join(state, 'attestation.json'), 'utf8')).outcome, 'certified');
+
+      const cas = await as(['tenant', 'ca-certificate', 'list', '--output', 'json']);
+      assert.deepEqual(
+        cas.json().items?.map((c) => `${c['kind']}:${c['status']}`),
+        ['issuing:active', 'root:active'],
+      );
+      const rootFile = join(dir, 'tenant-root.pem');
+      assert.equal((await as(['tenant', 'ca-certificate', 'download', '--out', rootFile])).code, 0);
+      assert.match(readFileSync(rootFile, 'utf8'), /^-----BEGIN CERTIFICATE-----/);
+      const chain = await as(['tenant', 'ca-certificate', 'download', '--chain']);
+      assert.equal(chain.out.match(/BEGIN CERTIFICATE/g)?.length, 2);
+
+      assert.equal((await as(['device', 'quarantine', id, '--reason', 'lost in transit'])).code, 0);
+      const refused = await cli(['device', 'attest', '--state', state]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.err, /^heptad: ATTEST_DEVICE_QUARANTINED: /);
+      assert.equal(
+        JSON.parse(readFileSync(join(state, 'attestation.json'), 'utf8')).code,
+        'ATTEST_DEVICE_QUARANTINED',
+      );
+      const crl = await as(['tenant', 'crl', 'download']);
+      assert.match(crl.out, /BEGIN X509 CRL/);
+      const events = await as(['security-event', 'list', '--device', id, '--output', 'json']);
+      assert.equal(events.json().items?.[0]?.['reason'], 'ATTEST_DEVICE_QUARANTINED');
+      assert.equal((await as(['device', 'release', id])).code, 0);
+      assert.equal((await cli(['device', 'attest', '--state', state])).code, 0);
     });
 
     test('every failure is one coded line on stderr with a non-zero exit', async () => {

@@ -144,10 +144,139 @@ export const ERROR_REGISTRY = {
     title: 'The device is claimed by another tenant',
     hint: 'a device can be claimed once; only the platform operator can release it',
   },
+  DEVICE_NOT_QUARANTINED: {
+    status: 409,
+    title: 'The device is not quarantined',
+    hint: 'nothing to release',
+  },
   DEVICE_NOT_CLAIMED: {
     status: 409,
     title: 'The device is not claimed by any tenant',
     hint: 'nothing to unclaim',
+  },
+
+  // Attestation
+  ATTEST_DEVICE_UNKNOWN: {
+    status: 404,
+    title: 'The device is not in the device registry',
+    hint: 'register the device first (heptad device register --from DIR/registration.json)',
+  },
+  ATTEST_DEVICE_UNCLAIMED: {
+    status: 409,
+    title: 'The device is not claimed by any tenant',
+    hint: 'claim the device (heptad device claim ID); only claimed devices get certificates',
+  },
+  ATTEST_DEVICE_QUARANTINED: {
+    status: 403,
+    title: 'The device is quarantined',
+    hint: 'investigate; a tenant Contributor lifts it with heptad device release ID',
+  },
+  ATTEST_TOO_MANY_CHALLENGES: {
+    status: 429,
+    title: 'The device has too many unanswered challenges',
+    hint: 'answer or let the outstanding challenges expire (60 s), then retry',
+  },
+  ATTEST_NONCE_UNKNOWN: {
+    status: 400,
+    title: 'The nonce was never issued',
+    hint: 'request a fresh challenge and answer it',
+  },
+  ATTEST_NONCE_WRONG_DEVICE: {
+    status: 400,
+    title: 'The nonce was issued to another device',
+    hint: 'request a challenge for this device',
+  },
+  ATTEST_NONCE_EXPIRED: {
+    status: 400,
+    title: 'The nonce has expired',
+    hint: 'request a fresh challenge; answer within 60 s',
+  },
+  ATTEST_NONCE_REPLAYED: {
+    status: 400,
+    title: 'The nonce was already used',
+    hint: 'request a fresh challenge; each nonce is single-use',
+  },
+  ATTEST_EVIDENCE_MALFORMED: {
+    status: 400,
+    title: 'The attestation evidence cannot be parsed',
+    hint: 'send the evidence the Heptad device agent produces',
+  },
+  ATTEST_QUOTE_SIGNATURE_INVALID: {
+    status: 400,
+    title: 'The quote is not signed by the registered identity key',
+    hint: "the device's root of trust does not hold the registered key; check the registration",
+  },
+  ATTEST_QUOTE_NONCE_MISMATCH: {
+    status: 400,
+    title: 'The quote does not cover this nonce and CSR',
+    hint: 'quote the binding of the challenge nonce and the CSR, as the device agent does',
+  },
+  ATTEST_QUOTE_PCR_SELECTION_MISMATCH: {
+    status: 400,
+    title: 'The quote covers other registers than the measurement register',
+    hint: "quote the device's measurement register in the sha256 bank",
+  },
+  ATTEST_LOG_MISMATCH: {
+    status: 400,
+    title: 'The measurement log does not replay to the quoted register values',
+    hint: "the device's measurement log is incomplete or altered; reboot the device",
+  },
+  ATTEST_RUNTIME_UNKNOWN: {
+    status: 403,
+    title: 'A measured runtime image is not a known platform runtime',
+    hint: 'run a runtime the platform knows (heptad runtime-image list)',
+  },
+  ATTEST_CSR_INVALID: {
+    status: 400,
+    title: 'The certificate signing request is malformed or its signature is invalid',
+    hint: 'send a PKCS#10 CSR signed by the new TLS key',
+  },
+  ATTEST_CSR_SUBJECT_MISMATCH: {
+    status: 400,
+    title: 'The CSR names another device',
+    hint: 'the CSR subject CN must be the device id',
+  },
+  ATTEST_CSR_KEY_REUSED: {
+    status: 409,
+    title: 'The CSR key is already certified for another device',
+    hint: 'generate a fresh TLS key on the device',
+  },
+  TENANT_CA_ROTATION_PENDING: {
+    status: 409,
+    title: 'A next issuing CA is already waiting for its activation',
+    hint: 'wait until it is active (heptad tenant ca-certificate list)',
+  },
+  RUNTIME_IMAGE_EXISTS: {
+    status: 409,
+    title: 'This runtime image digest is already known',
+    hint: 'nothing to do',
+  },
+
+  // Device state
+  DEVICE_STATE_EXISTS: {
+    status: 0,
+    title: 'The device state folder already holds a device',
+    hint: 'choose an empty or new folder for --state',
+  },
+  DEVICE_STATE_INVALID: {
+    status: 0,
+    title: 'The device state folder is missing or damaged',
+    hint: 'give the --state folder written by heptad device manufacture',
+  },
+  DEVICE_ROT_SPEC_INVALID: {
+    status: 0,
+    title: 'The root-of-trust specification is not valid',
+    hint: 'use --rot soft, --rot tpm:HOST:PORT (swtpm) or --rot tpm:/dev/tpmrm0',
+  },
+  DEVICE_LOG_OUT_OF_SYNC: {
+    status: 0,
+    title: "The measurement log does not match the root of trust's registers",
+    hint: 'restart the device so measurement starts again from a clean boot',
+  },
+  DEVICE_SERVICE_UNREACHABLE: {
+    status: 0,
+    title: 'The device cannot reach the security service',
+    hint: 'check the network and the service URL in the device state',
   },
 
   // Service
@@ -202,6 +331,145 @@ export const ERROR_REGISTRY = {
     status: 0,
     title: 'The service sent a response the CLI does not understand',
     hint: 'check that the CLI and the service are the same version',
+  },
+
+  // TPM and root of trust
+  TPM_STRUCTURE_INVALID: {
+    status: 400,
+    title: 'A TPM 2.0 structure is malformed',
+    hint: 'the evidence was truncated, padded or corrupted on the way; send the raw TPM bytes unchanged',
+  },
+  TPM_KEY_UNSUPPORTED: {
+    status: 400,
+    title: 'The TPM public key is not an ECC NIST P-256 key with a SHA-256 name',
+    hint: 'register the TPM2B_PUBLIC of the identity key the Heptad runtime created',
+  },
+  TPM_QUOTE_INVALID: {
+    status: 400,
+    title: 'The attestation is not a TPM-generated quote',
+    hint: 'send the TPMS_ATTEST returned by TPM2_Quote (magic 0xff544347, type TPM_ST_ATTEST_QUOTE)',
+  },
+  TPM_QUOTE_SIGNATURE_INVALID: {
+    status: 400,
+    title: 'The quote is not signed by the registered identity key',
+    hint: 'the evidence was altered or comes from another device; check that the device uses its registered key',
+  },
+  TPM_QUOTE_NONCE_MISMATCH: {
+    status: 400,
+    title: 'The quote does not carry the expected nonce',
+    hint: 'fetch a fresh nonce and quote it; an old or foreign quote is never accepted',
+  },
+  TPM_QUOTE_PCR_SELECTION_MISMATCH: {
+    status: 400,
+    title: 'The quote covers other PCRs than the ones required',
+    hint: 'quote exactly the required PCRs of the SHA-256 bank',
+  },
+  TPM_QUOTE_PCR_DIGEST_MISMATCH: {
+    status: 400,
+    title: 'The quoted PCR digest does not match the PCR values given',
+    hint: 'the measurement log does not replay to the quoted state; the device booted other software than it reports',
+  },
+  TPM_COMMAND_FAILED: {
+    status: 0,
+    title: 'The TPM refused a command',
+    hint: 'the message names the command and the TPM response code; check the TPM state (tpm2_getcap properties-variable)',
+  },
+  TPM_TRANSPORT_FAILED: {
+    status: 0,
+    title: 'The TPM could not be reached',
+    hint: 'check the --rot spec: the device (/dev/tpmrm0) must exist and be readable and writable, or swtpm must listen on HOST:PORT',
+  },
+  ROT_INPUT_INVALID: {
+    status: 0,
+    title: 'The root of trust was asked to do something it cannot',
+    hint: 'PCR indexes are 0-23, a digest is 32 bytes, qualifying data is at most 64 bytes',
+  },
+  ROT_SIGN_INPUT_REFUSED: {
+    status: 0,
+    title: 'The identity key refuses to sign data that looks like a TPM attestation',
+    hint: 'data to sign must not start with TPM_GENERATED_VALUE (0xff544347); prefix it with a context string',
+  },
+  ROT_CLOSED: {
+    status: 0,
+    title: 'The root of trust was used after it was closed',
+    hint: 'open the root of trust again; this is a bug in the caller',
+  },
+
+  // PKI
+  PKI_DER_MALFORMED: {
+    status: 400,
+    title: 'The data is not valid DER',
+    hint: 'send the bytes exactly as the encoder wrote them: binary DER, not PEM or base64 text',
+  },
+  PKI_DER_UNENCODABLE: {
+    status: 500,
+    title: 'A value cannot be encoded in DER',
+    hint: 'this is a bug in the caller; see the service log',
+  },
+  PKI_PEM_MALFORMED: {
+    status: 400,
+    title: 'The text is not one PEM block of the expected type',
+    hint: 'give exactly one PEM block (-----BEGIN …-----) of the expected type and nothing else',
+  },
+  PKI_CSR_TOO_LARGE: {
+    status: 400,
+    title: 'The certificate signing request is larger than 4 KiB',
+    hint: 'send the PKCS#10 CSR the Heptad device agent writes (about 240 bytes)',
+  },
+  PKI_CSR_MALFORMED: {
+    status: 400,
+    title: 'The certificate signing request is not a well-formed PKCS#10 request',
+    hint: 'send a DER PKCS#10 CSR (RFC 2986), version 1, with nothing before or after it',
+  },
+  PKI_CSR_ALGORITHM_UNSUPPORTED: {
+    status: 400,
+    title: 'The certificate signing request is not signed with ecdsa-with-SHA256',
+    hint: 'sign the CSR with ECDSA P-256 and SHA-256, with no algorithm parameters (RFC 5758 §3.2)',
+  },
+  PKI_CSR_KEY_UNSUPPORTED: {
+    status: 400,
+    title: 'The key is not an uncompressed EC P-256 key',
+    hint: 'use an ECDSA P-256 key, encoded as an uncompressed point',
+  },
+  PKI_CSR_SUBJECT_INVALID: {
+    status: 400,
+    title: 'The subject common name of the certificate signing request is not acceptable',
+    hint: 'give one common name of 1 to 64 characters, UTF8String or PrintableString, without control characters',
+  },
+  PKI_CSR_SIGNATURE_INVALID: {
+    status: 400,
+    title: 'The signature of the certificate signing request does not verify',
+    hint: 'sign the CSR with the private key of the public key it carries',
+  },
+  PKI_CA_OPTIONS_INVALID: {
+    status: 500,
+    title: 'A tenant CA cannot be created from these options',
+    hint: 'this is a bug in the caller; see the service log',
+  },
+  PKI_ISSUER_INVALID: {
+    status: 500,
+    title: 'The issuing CA cannot issue device certificates',
+    hint: 'check that the issuing CA certificate and its key belong together and that the certificate is an EC P-256 CA',
+  },
+  PKI_ISSUE_INPUT_INVALID: {
+    status: 500,
+    title: 'A device certificate cannot be issued from these inputs',
+    hint: 'this is a bug in the caller; see the listed fields',
+  },
+  PKI_CERT_MALFORMED: {
+    status: 400,
+    title: 'The certificate cannot be parsed',
+    hint: 'send the DER or PEM of one X.509 certificate',
+  },
+  PKI_CERT_PROFILE_MISMATCH: {
+    status: 400,
+    title: 'The certificate is not a Heptad device certificate',
+    hint: 'use the device certificate the tenant CA issued after attestation',
+  },
+  PKI_CRL_OPTIONS_INVALID: {
+    status: 500,
+    title: 'A certificate revocation list cannot be created from these options',
+    hint: 'this is a bug in the caller; see the listed fields',
   },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -1,3 +1,6 @@
+export * from './attestation.ts';
 export * from './device-id.ts';
 export * from './errors.ts';
+export * from './pki/index.ts';
+export * from './tpm/index.ts';
 export * from './x509.ts';

@@ -1,10 +1,12 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { HeptadError } from '@heptad/protocol';
 import Fastify, { type FastifyServerOptions, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { AttestationService } from './attestation/attestation-service.ts';
+import { attestationRoutes } from './attestation/routes.ts';
 import { auditRoutes } from './audit/routes.ts';
 import { deviceRoutes } from './devices/routes.ts';
 import { createAuthenticator } from './http/auth.ts';
@@ -12,6 +14,8 @@ import type { App, RouteDeps } from './http/deps.ts';
 import { operationsRoutes } from './http/operations.ts';
 import { sendProblem, toHeptadError } from './http/problem.ts';
 import { Problem } from './http/schemas.ts';
+import { KeyStore } from './keys/key-store.ts';
+import { TenantPki } from './pki/tenant-pki.ts';
 import { productRoutes } from './products/routes.ts';
 import type { Store } from './store/store.ts';
 import { tenantRoutes } from './tenants/routes.ts';
@@ -26,6 +30,8 @@ export interface AppOptions {
   readonly logger?: Logger;
   readonly bodyLimit?: number;
   readonly https?: { key: string; cert: string } | null;
+  /** seals the service's private keys (tenant CAs); an ephemeral one when omitted (tests) */
+  readonly keys?: KeyStore;
 }
 
 /** The composition root of the HTTP service: every route and hook is wired here, once. */
@@ -112,5 +118,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
   productRoutes(app, deps);
   deviceRoutes(app, deps);
   auditRoutes(app, deps);
+  const pki = new TenantPki(options.store.db, options.keys ?? new KeyStore(randomBytes(32)), clock);
+  const attestation = new AttestationService(options.store, pki, clock, options.logger);
+  attestationRoutes(app, { ...deps, attestation, pki });
   return app;
 }

@@ -123,7 +123,7 @@ export async function startService(
       https = { key: server.keyPem, cert: `${server.certPem.trim()}\n${ca.certPem.trim()}\n` };
     }
 
-    const app = await buildApp({ store, clock, logger, bodyLimit: config.bodyLimit, https });
+    const app = await buildApp({ store, clock, logger, bodyLimit: config.bodyLimit, https, keys });
     await app.listen({ host: config.listen.host, port: config.listen.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.listen.port;

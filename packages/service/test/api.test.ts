@@ -237,6 +237,11 @@ for (const backend of backends()) {
             tenant_id: null,
             device_group_id: null,
             claimed_at: null,
+            measurement_pcr: 15,
+            tpm_public: null,
+            quarantined_at: null,
+            quarantine_reason: null,
+            last_attested_at: null,
           })),
         )
         .execute();

@@ -1,14 +1,20 @@
 import { assertDeviceIdentity, HeptadError } from '@heptad/protocol';
 import type { Kysely } from 'kysely';
+import { AttestationStore } from '../attestation/attestation-store.ts';
 import { AuditStore } from '../audit/audit-store.ts';
 import type { ChangeContext } from '../context.ts';
 import type { ProductStore } from '../products/product-store.ts';
 import { mapUnique } from '../store/errors.ts';
 import type { Database } from '../store/schema.ts';
+import { assertTpmPublicMatches } from './tpm-registration.ts';
 
 export interface Device {
   id: string;
   rotKind: string;
+  measurementPcr: number;
+  quarantinedAt: string | null;
+  quarantineReason: string | null;
+  lastAttestedAt: string | null;
   registeredAt: string;
   tenantId: string | null;
   claimedAt: string | null;
@@ -20,6 +26,26 @@ export interface Device {
 
 export interface RegisteredDevice extends Device {
   publicKeyPem: string;
+  tpmPublic: string | null;
+}
+
+/** What attestation needs to know about a device. */
+export interface AttestationView {
+  id: string;
+  publicKeyPem: string;
+  rotKind: string;
+  measurementPcr: number;
+  tenantId: string | null;
+  quarantinedAt: string | null;
+}
+
+export interface Registration {
+  id: string;
+  publicKeyPem: string;
+  rotKind: string;
+  measurementPcr: number;
+  /** base64 TPM2B_PUBLIC of a TPM identity key; must describe the same key */
+  tpmPublic?: string | undefined;
 }
 
 /** The most devices one claim request may name (Azure Sphere's bulk claim limit is similar). */
@@ -39,6 +65,10 @@ function deviceQuery(db: Kysely<Database>) {
     .select([
       'd.id',
       'd.rot_kind',
+      'd.measurement_pcr',
+      'd.quarantined_at',
+      'd.quarantine_reason',
+      'd.last_attested_at',
       'd.registered_at',
       'd.tenant_id',
       'd.claimed_at',
@@ -52,6 +82,10 @@ function deviceQuery(db: Kysely<Database>) {
 type DeviceRow = {
   id: string;
   rot_kind: string;
+  measurement_pcr: number;
+  quarantined_at: string | null;
+  quarantine_reason: string | null;
+  last_attested_at: string | null;
   registered_at: string;
   tenant_id: string | null;
   claimed_at: string | null;
@@ -64,6 +98,10 @@ type DeviceRow = {
 const toDevice = (r: DeviceRow): Device => ({
   id: r.id,
   rotKind: r.rot_kind,
+  measurementPcr: Number(r.measurement_pcr),
+  quarantinedAt: r.quarantined_at,
+  quarantineReason: r.quarantine_reason,
+  lastAttestedAt: r.last_attested_at,
   registeredAt: r.registered_at,
   tenantId: r.tenant_id,
   claimedAt: r.claimed_at,
@@ -80,13 +118,9 @@ export class DeviceRegistry {
     this.#db = db;
   }
 
-  async register(
-    ctx: ChangeContext,
-    id: string,
-    publicKeyPem: string,
-    rotKind: string,
-  ): Promise<RegisteredDevice> {
-    const identity = assertDeviceIdentity(id, publicKeyPem);
+  async register(ctx: ChangeContext, reg: Registration): Promise<RegisteredDevice> {
+    const identity = assertDeviceIdentity(reg.id, reg.publicKeyPem);
+    if (reg.tpmPublic !== undefined) assertTpmPublicMatches(reg.tpmPublic, identity.publicKeyPem);
     const existing = await this.#db
       .selectFrom('devices')
       .select('id')
@@ -99,11 +133,16 @@ export class DeviceRegistry {
         .values({
           id: identity.id,
           public_key_pem: identity.publicKeyPem,
-          rot_kind: rotKind,
+          rot_kind: reg.rotKind,
           registered_at: ctx.now.toISOString(),
           tenant_id: null,
           device_group_id: null,
           claimed_at: null,
+          measurement_pcr: reg.measurementPcr,
+          tpm_public: reg.tpmPublic ?? null,
+          quarantined_at: null,
+          quarantine_reason: null,
+          last_attested_at: null,
         })
         .execute(),
     );
@@ -112,18 +151,40 @@ export class DeviceRegistry {
       action: 'device.registered',
       targetType: 'device',
       targetId: identity.id,
-      detail: { rotKind },
+      detail: { rotKind: reg.rotKind, measurementPcr: reg.measurementPcr },
     });
     return this.get(identity.id);
   }
 
+  async attestationView(id: string): Promise<AttestationView | undefined> {
+    const r = await this.#db
+      .selectFrom('devices')
+      .select(['id', 'public_key_pem', 'rot_kind', 'measurement_pcr', 'tenant_id', 'quarantined_at'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return r
+      ? {
+          id: r.id,
+          publicKeyPem: r.public_key_pem,
+          rotKind: r.rot_kind,
+          measurementPcr: Number(r.measurement_pcr),
+          tenantId: r.tenant_id,
+          quarantinedAt: r.quarantined_at,
+        }
+      : undefined;
+  }
+
+  async markAttested(id: string, at: string): Promise<void> {
+    await this.#db.updateTable('devices').set({ last_attested_at: at }).where('id', '=', id).execute();
+  }
+
   async get(id: string): Promise<RegisteredDevice> {
     const row = await deviceQuery(this.#db)
-      .select('d.public_key_pem')
+      .select(['d.public_key_pem', 'd.tpm_public'])
       .where('d.id', '=', id)
       .executeTakeFirst();
     if (!row) throw new HeptadError('DEVICE_NOT_FOUND');
-    return { ...toDevice(row), publicKeyPem: row.public_key_pem };
+    return { ...toDevice(row), publicKeyPem: row.public_key_pem, tpmPublic: row.tpm_public };
   }
 
   async list(page: DevicePage): Promise<{ items: Device[]; nextCursor: string | null }> {
@@ -266,6 +327,54 @@ export class TenantDeviceStore {
       });
     }
     return { claimed: toClaim, alreadyClaimed };
+  }
+
+  /**
+   * Quarantine: the device gets no new certificate, and every unexpired certificate it holds is
+   * revoked (it goes on the tenant CRL). Quarantining again only updates the reason.
+   */
+  async quarantine(ctx: ChangeContext, id: string, reason: string): Promise<Device> {
+    const device = await this.get(id);
+    const now = ctx.now.toISOString();
+    await this.#db
+      .updateTable('devices')
+      .set({ quarantined_at: device.quarantinedAt ?? now, quarantine_reason: reason })
+      .where('tenant_id', '=', this.#tenantId)
+      .where('id', '=', device.id)
+      .execute();
+    const revoked = await new AttestationStore(this.#db).revokeDeviceCertificates(
+      this.#tenantId,
+      device.id,
+      now,
+    );
+    await new AuditStore(this.#db, this.#tenantId).record(ctx, {
+      tenantId: this.#tenantId,
+      action: 'device.quarantined',
+      targetType: 'device',
+      targetId: device.id,
+      detail: { reason, revokedCertificates: revoked },
+    });
+    return this.get(device.id);
+  }
+
+  /** Lifts a quarantine; revoked certificates stay revoked, and the device attests afresh. */
+  async release(ctx: ChangeContext, id: string): Promise<Device> {
+    const device = await this.get(id);
+    if (device.quarantinedAt === null) throw new HeptadError('DEVICE_NOT_QUARANTINED');
+    await this.#db
+      .updateTable('devices')
+      .set({ quarantined_at: null, quarantine_reason: null })
+      .where('tenant_id', '=', this.#tenantId)
+      .where('id', '=', device.id)
+      .execute();
+    await new AuditStore(this.#db, this.#tenantId).record(ctx, {
+      tenantId: this.#tenantId,
+      action: 'device.released',
+      targetType: 'device',
+      targetId: device.id,
+      detail: {},
+    });
+    return this.get(device.id);
   }
 
   async update(ctx: ChangeContext, id: string, patch: { deviceGroup: string | null }): Promise<Device> {

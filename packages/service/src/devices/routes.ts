@@ -1,4 +1,4 @@
-import { HeptadError } from '@heptad/protocol';
+import { DEFAULT_MEASUREMENT_PCR, HeptadError } from '@heptad/protocol';
 import { Type } from 'typebox';
 import { access, changeContext, principalOf, tenantScope } from '../http/auth.ts';
 import type { App, RouteDeps } from '../http/deps.ts';
@@ -7,10 +7,18 @@ import { MAX_CLAIM_BATCH } from './device-store.ts';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
+const DeviceFields = {
+  measurementPcr: Type.Integer(),
+  quarantinedAt: Nullable(Timestamp),
+  quarantineReason: Nullable(Type.String()),
+  lastAttestedAt: Nullable(Timestamp),
+};
+
 const DeviceSchema = Type.Object(
   {
     id: DeviceId,
     rotKind: Type.String(),
+    ...DeviceFields,
     registeredAt: Timestamp,
     tenantId: Nullable(Uuid),
     claimedAt: Nullable(Timestamp),
@@ -26,6 +34,8 @@ const RegisteredDeviceSchema = Type.Object(
   {
     id: DeviceId,
     rotKind: Type.String(),
+    ...DeviceFields,
+    tpmPublic: Nullable(Type.String()),
     registeredAt: Timestamp,
     tenantId: Nullable(Uuid),
     claimedAt: Nullable(Timestamp),
@@ -68,6 +78,15 @@ export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
             rotKind: Type.Optional(
               Type.Union([Type.Literal('tpm'), Type.Literal('soft'), Type.Literal('unknown')]),
             ),
+            measurementPcr: Type.Optional(Type.Integer({ minimum: 0, maximum: 23 })),
+            tpmPublic: Type.Optional(
+              Type.String({
+                minLength: 4,
+                maxLength: 2048,
+                pattern: '^[A-Za-z0-9+/]+={0,2}$',
+                description: 'base64 TPM2B_PUBLIC of a TPM identity key',
+              }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -78,7 +97,13 @@ export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
       const ctx = changeContext(req, clock);
       const b = req.body;
       const device = await store.transaction((s) =>
-        s.platform().registry.register(ctx, b.id, b.publicKey, b.rotKind ?? 'unknown'),
+        s.platform().registry.register(ctx, {
+          id: b.id,
+          publicKeyPem: b.publicKey,
+          rotKind: b.rotKind ?? 'unknown',
+          measurementPcr: b.measurementPcr ?? DEFAULT_MEASUREMENT_PCR,
+          tpmPublic: b.tpmPublic,
+        }),
       );
       return reply.code(201).send(device);
     },
@@ -203,6 +228,48 @@ export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
     async (req) => {
       const ctx = changeContext(req, clock);
       return store.transaction((s) => s.platform().registry.unclaim(ctx, req.params.deviceId));
+    },
+  );
+
+  app.post(
+    '/v1/devices/:deviceId/quarantine',
+    {
+      config: { access: access.tenant('Contributor') },
+      schema: {
+        tags: ['devices'],
+        summary: 'Quarantine a device: no new certificate, current certificates revoked (on the CRL)',
+        params: IdParams,
+        body: Type.Object(
+          { reason: Type.Optional(Type.String({ maxLength: 500, pattern: '^[^\\u0000-\\u001f\\u007f]*$' })) },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Ref('Device'), ...errorResponses(404) },
+      },
+    },
+    async (req) => {
+      const ctx = changeContext(req, clock);
+      const tenantId = tenantScope(store, req).tenantId;
+      return store.transaction((s) =>
+        s.forTenant(tenantId).devices.quarantine(ctx, req.params.deviceId, req.body.reason ?? ''),
+      );
+    },
+  );
+
+  app.delete(
+    '/v1/devices/:deviceId/quarantine',
+    {
+      config: { access: access.tenant('Contributor') },
+      schema: {
+        tags: ['devices'],
+        summary: 'Release a device from quarantine (revoked certificates stay revoked; it attests afresh)',
+        params: IdParams,
+        response: { 200: Type.Ref('Device'), ...errorResponses(404, 409) },
+      },
+    },
+    async (req) => {
+      const ctx = changeContext(req, clock);
+      const tenantId = tenantScope(store, req).tenantId;
+      return store.transaction((s) => s.forTenant(tenantId).devices.release(ctx, req.params.deviceId));
     },
   );
 }

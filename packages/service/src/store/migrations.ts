@@ -94,6 +94,94 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0002_attestation_pki': {
+      async up(db: Kysely<unknown>) {
+        // Devices: the register their boot chain measures into, TPM key material, quarantine.
+        await db.schema
+          .alterTable('devices')
+          .addColumn('measurement_pcr', 'integer', (c) => c.notNull().defaultTo(15))
+          .execute();
+        await db.schema.alterTable('devices').addColumn('tpm_public', 'text').execute();
+        await db.schema.alterTable('devices').addColumn('quarantined_at', 'text').execute();
+        await db.schema.alterTable('devices').addColumn('quarantine_reason', 'text').execute();
+        await db.schema.alterTable('devices').addColumn('last_attested_at', 'text').execute();
+        await db.schema
+          .createTable('tenant_cas')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('generation', 'integer', (c) => c.notNull())
+          .addColumn('cert_pem', 'text', (c) => c.notNull())
+          .addColumn('key_sealed', 'text', (c) => c.notNull())
+          .addColumn('not_before', 'text', (c) => c.notNull())
+          .addColumn('not_after', 'text', (c) => c.notNull())
+          .addColumn('active_from', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addUniqueConstraint('tenant_cas_generation', ['tenant_id', 'kind', 'generation'])
+          .execute();
+        await db.schema
+          .createTable('attestation_nonces')
+          .addColumn('nonce', 'text', (c) => c.primaryKey())
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .addColumn('used_at', 'text')
+          .execute();
+        await db.schema
+          .createIndex('attestation_nonces_device')
+          .on('attestation_nonces')
+          .columns(['device_id', 'expires_at'])
+          .execute();
+        await db.schema
+          .createIndex('attestation_nonces_expiry')
+          .on('attestation_nonces')
+          .column('expires_at')
+          .execute();
+        await db.schema
+          .createTable('device_certificates')
+          .addColumn('serial', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull())
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('issuing_ca_id', 'text', (c) => c.notNull())
+          .addColumn('spki_sha256', 'text', (c) => c.notNull())
+          .addColumn('rot_kind', 'text', (c) => c.notNull())
+          .addColumn('not_before', 'text', (c) => c.notNull())
+          .addColumn('not_after', 'text', (c) => c.notNull())
+          .addColumn('revoked_at', 'text')
+          .execute();
+        await db.schema
+          .createIndex('device_certificates_device')
+          .on('device_certificates')
+          .columns(['tenant_id', 'device_id'])
+          .execute();
+        await db.schema
+          .createIndex('device_certificates_key')
+          .on('device_certificates')
+          .column('spki_sha256')
+          .execute();
+        await db.schema
+          .createTable('security_events')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text')
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('evidence_digest', 'text')
+          .addColumn('at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('security_events_tenant')
+          .on('security_events')
+          .columns(['tenant_id', 'at'])
+          .execute();
+        await db.schema
+          .createTable('runtime_images')
+          .addColumn('digest', 'text', (c) => c.primaryKey())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('security_version', 'integer', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

@@ -58,6 +58,12 @@ export interface DevicesTable {
   tenant_id: string | null;
   device_group_id: string | null;
   claimed_at: string | null;
+  measurement_pcr: number;
+  /** base64 TPM2B_PUBLIC of a TPM identity key */
+  tpm_public: string | null;
+  quarantined_at: string | null;
+  quarantine_reason: string | null;
+  last_attested_at: string | null;
 }
 
 export interface AuditEventsTable {
@@ -75,6 +81,57 @@ export interface AuditEventsTable {
   detail: string;
 }
 
+export interface TenantCasTable {
+  id: string;
+  tenant_id: string;
+  kind: 'root' | 'issuing';
+  generation: number;
+  cert_pem: string;
+  /** base64 of the KeyStore-sealed PKCS#8 private key */
+  key_sealed: string;
+  not_before: string;
+  not_after: string;
+  /** issuing CAs issue from this time on (rotation publishes the next one before it is active) */
+  active_from: string;
+  created_at: string;
+}
+
+export interface AttestationNoncesTable {
+  nonce: string;
+  device_id: string;
+  expires_at: string;
+  used_at: string | null;
+}
+
+export interface DeviceCertificatesTable {
+  serial: string;
+  tenant_id: string;
+  device_id: string;
+  issuing_ca_id: string;
+  spki_sha256: string;
+  rot_kind: string;
+  not_before: string;
+  not_after: string;
+  revoked_at: string | null;
+}
+
+export interface SecurityEventsTable {
+  id: string;
+  tenant_id: string | null;
+  device_id: string;
+  kind: string;
+  reason: string;
+  evidence_digest: string | null;
+  at: string;
+}
+
+export interface RuntimeImagesTable {
+  digest: string;
+  version: string;
+  security_version: number;
+  created_at: string;
+}
+
 export interface Database {
   tenants: TenantsTable;
   users: UsersTable;
@@ -83,4 +140,9 @@ export interface Database {
   device_groups: DeviceGroupsTable;
   devices: DevicesTable;
   audit_events: AuditEventsTable;
+  tenant_cas: TenantCasTable;
+  attestation_nonces: AttestationNoncesTable;
+  device_certificates: DeviceCertificatesTable;
+  security_events: SecurityEventsTable;
+  runtime_images: RuntimeImagesTable;
 }

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { AttestationStore, RuntimeImageStore } from '../attestation/attestation-store.ts';
 import { AuditStore } from '../audit/audit-store.ts';
 import { DeviceRegistry, TenantDeviceStore } from '../devices/device-store.ts';
 import { ProductStore } from '../products/product-store.ts';
@@ -21,6 +22,7 @@ export interface PlatformScope {
   readonly users: UserStore;
   readonly registry: DeviceRegistry;
   readonly audit: AuditStore;
+  readonly runtimeImages: RuntimeImageStore;
 }
 
 /**
@@ -53,7 +55,18 @@ export class Store {
       users: new UserStore(this.#db),
       registry: new DeviceRegistry(this.#db),
       audit: new AuditStore(this.#db),
+      runtimeImages: new RuntimeImageStore(this.#db),
     };
+  }
+
+  /** Attestation runs before a device is authenticated, so its store is platform-wide. */
+  attestation(): AttestationStore {
+    return new AttestationStore(this.#db);
+  }
+
+  /** For the tenant PKI, which owns its own table and needs the raw handle for its transactions. */
+  get db(): Kysely<Database> {
+    return this.#db;
   }
 
   transaction<T>(work: (store: Store) => Promise<T>): Promise<T> {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deviceIdOf } from '@heptad/protocol';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { createDatabase } from '../../../../test/support/postgres.ts';
 import { buildApp } from '../../src/app.ts';
 import type { App } from '../../src/http/deps.ts';
@@ -61,15 +61,21 @@ export interface TestService {
   close(): Promise<void>;
 }
 
-const TABLES = [
-  'tenants',
-  'users',
-  'api_tokens',
-  'products',
-  'device_groups',
-  'devices',
-  'audit_events',
-] as const;
+/** Every table, with a column that orders it stably, for snapshot(). */
+const TABLES = {
+  tenants: 'id',
+  users: 'id',
+  api_tokens: 'id',
+  products: 'id',
+  device_groups: 'id',
+  devices: 'id',
+  audit_events: 'seq',
+  tenant_cas: 'id',
+  attestation_nonces: 'nonce',
+  device_certificates: 'serial',
+  security_events: 'id',
+  runtime_images: 'digest',
+} as const;
 
 export async function createTestService(
   backend: BackendName,
@@ -112,11 +118,11 @@ export async function createTestService(
     },
     async snapshot() {
       const parts: unknown[] = [];
-      for (const t of TABLES) {
+      for (const [t, key] of Object.entries(TABLES)) {
         const rows = await conn.db
-          .selectFrom(t)
+          .selectFrom(t as keyof typeof TABLES)
           .selectAll()
-          .orderBy(t === 'audit_events' ? 'seq' : 'id')
+          .orderBy(sql.ref(key))
           .execute();
         parts.push([t, rows]);
       }

@@ -1,0 +1,99 @@
+import http from 'node:http';
+import https from 'node:https';
+import { HeptadError } from '@heptad/protocol';
+
+/** An answer the service refused with (problem+json): its stable code travels on. */
+export class ServiceRefusal extends Error {
+  readonly code: string;
+  readonly status: number;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+const MAX_RESPONSE = 1024 * 1024;
+
+/** The device's small JSON-over-HTTPS client: trusts only the platform CA given at manufacture. */
+export class DeviceServiceClient {
+  readonly #base: URL;
+  readonly #agent: http.Agent;
+  readonly #timeoutMs: number;
+
+  constructor(serviceUrl: string, caPem: string | undefined, timeoutMs = 15_000) {
+    this.#base = new URL(serviceUrl);
+    this.#timeoutMs = timeoutMs;
+    this.#agent =
+      this.#base.protocol === 'https:'
+        ? new https.Agent({ keepAlive: true, ...(caPem ? { ca: caPem } : {}) })
+        : new http.Agent({ keepAlive: true });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  post<T>(path: string, body: unknown): Promise<T> {
+    const target = new URL(path, this.#base);
+    const payload = Buffer.from(JSON.stringify(body));
+    const mod = target.protocol === 'https:' ? https : http;
+    return new Promise<T>((resolve, reject) => {
+      const req = mod.request(
+        target,
+        {
+          method: 'POST',
+          agent: this.#agent,
+          timeout: this.#timeoutMs,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': payload.length,
+            accept: 'application/json',
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > MAX_RESPONSE)
+              req.destroy(new HeptadError('DEVICE_SERVICE_UNREACHABLE', 'response too large'));
+            else chunks.push(c);
+          });
+          res.on('end', () => {
+            let json: Record<string, unknown>;
+            try {
+              json = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+            } catch (cause) {
+              return reject(
+                new HeptadError('DEVICE_SERVICE_UNREACHABLE', 'the service sent no JSON', { cause }),
+              );
+            }
+            const status = res.statusCode ?? 0;
+            if (status >= 200 && status < 300) return resolve(json as T);
+            reject(
+              new ServiceRefusal(
+                status,
+                String(json['code'] ?? `HTTP_${status}`),
+                String(json['detail'] ?? json['title'] ?? ''),
+              ),
+            );
+          });
+        },
+      );
+      req.on('timeout', () =>
+        req.destroy(new HeptadError('DEVICE_SERVICE_UNREACHABLE', `no answer within ${this.#timeoutMs} ms`)),
+      );
+      req.on('error', (e: Error & { code?: string }) =>
+        reject(
+          e instanceof HeptadError
+            ? e
+            : new HeptadError('DEVICE_SERVICE_UNREACHABLE', `${this.#base.origin}: ${e.code ?? e.message}`, {
+                cause: e,
+              }),
+        ),
+      );
+      req.end(payload);
+    });
+  }
+}

@@ -1,0 +1,146 @@
+import { randomBytes } from 'node:crypto';
+import {
+  type AttestationEvidence,
+  type ErrorCode,
+  HeptadError,
+  isHeptadError,
+  NONCE_BYTES,
+  NONCE_TTL_MS,
+} from '@heptad/protocol';
+import type { Logger } from 'pino';
+import type { TenantPki } from '../pki/tenant-pki.ts';
+import { spkiSha256 } from '../pki/tenant-pki.ts';
+import type { Store } from '../store/store.ts';
+import { evidenceDigest, verifyEvidence } from './verify-evidence.ts';
+
+/** A device may hold this many unanswered challenges at once. */
+export const MAX_OUTSTANDING_CHALLENGES = 16;
+/** Expired nonces are purged on roughly one challenge in this many. */
+const PURGE_EVERY = 256;
+
+export interface AttestationResult {
+  deviceId: string;
+  tenantId: string;
+  rotKind: string;
+  certificate: {
+    serial: string;
+    notBefore: string;
+    notAfter: string;
+    chainPem: string;
+    rootPem: string;
+  };
+}
+
+/**
+ * Remote attestation: a fresh single-use nonce, then evidence checked in a fixed order, each
+ * failure with its own code and a stored security event; success earns a 24 h certificate from
+ * the tenant CA.
+ */
+export class AttestationService {
+  readonly #store: Store;
+  readonly #pki: TenantPki;
+  readonly #clock: () => Date;
+  readonly #log: Logger | undefined;
+  #challenges = 0;
+
+  constructor(store: Store, pki: TenantPki, clock: () => Date, log?: Logger) {
+    this.#store = store;
+    this.#pki = pki;
+    this.#clock = clock;
+    this.#log = log;
+  }
+
+  async challenge(deviceId: string): Promise<{ nonce: string; expiresAt: string }> {
+    const now = this.#clock();
+    const device = await this.#store.platform().registry.attestationView(deviceId);
+    if (!device) throw new HeptadError('ATTEST_DEVICE_UNKNOWN');
+    const att = this.#store.attestation();
+    if ((await att.outstandingNonces(deviceId, now.toISOString())) >= MAX_OUTSTANDING_CHALLENGES) {
+      throw new HeptadError('ATTEST_TOO_MANY_CHALLENGES');
+    }
+    const nonce = randomBytes(NONCE_BYTES).toString('hex');
+    const expiresAt = new Date(now.getTime() + NONCE_TTL_MS).toISOString();
+    await att.addNonce(nonce, deviceId, expiresAt);
+    if (++this.#challenges % PURGE_EVERY === 0) {
+      await att.purgeNonces(new Date(now.getTime() - NONCE_TTL_MS).toISOString());
+    }
+    return { nonce, expiresAt };
+  }
+
+  async attest(evidence: AttestationEvidence): Promise<AttestationResult> {
+    const now = this.#clock();
+    const nowIso = now.toISOString();
+    const att = this.#store.attestation();
+    const device = await this.#store.platform().registry.attestationView(evidence.deviceId);
+    let tenantId: string | null = device?.tenantId ?? null;
+    try {
+      // 1–3: the device is registered, claimed, not quarantined.
+      if (!device) throw new HeptadError('ATTEST_DEVICE_UNKNOWN');
+      if (device.tenantId === null) throw new HeptadError('ATTEST_DEVICE_UNCLAIMED');
+      tenantId = device.tenantId;
+      if (device.quarantinedAt !== null) throw new HeptadError('ATTEST_DEVICE_QUARANTINED');
+      // 4: the nonce is known, this device's, unexpired, unused — then burnt, whatever follows.
+      const record = await att.getNonce(evidence.nonce);
+      if (!record) throw new HeptadError('ATTEST_NONCE_UNKNOWN');
+      if (record.deviceId !== device.id) throw new HeptadError('ATTEST_NONCE_WRONG_DEVICE');
+      if (record.expiresAt <= nowIso) throw new HeptadError('ATTEST_NONCE_EXPIRED');
+      if (record.usedAt !== null || !(await att.burnNonce(evidence.nonce, nowIso))) {
+        throw new HeptadError('ATTEST_NONCE_REPLAYED');
+      }
+      // 5–7 and the CSR: signature, binding, log replay, CSR.
+      const verified = verifyEvidence(device, evidence, Buffer.from(evidence.nonce, 'hex'));
+      // 8: every measured runtime is one the platform knows (apps: any, until app policy exists).
+      const known = await att.knownRuntimeDigests(verified.runtimeDigests);
+      if (verified.runtimeDigests.some((d) => !known.has(d))) throw new HeptadError('ATTEST_RUNTIME_UNKNOWN');
+      // 9: the TLS key is not certified for another device.
+      const keyHash = spkiSha256(verified.csrSpkiDer);
+      if (await att.keyHolder(keyHash, device.id)) throw new HeptadError('ATTEST_CSR_KEY_REUSED');
+
+      const cert = await this.#pki.issueDeviceCertificate(device.tenantId, device.id, verified.csrSpkiDer);
+      const claimedTenant = device.tenantId;
+      await this.#store.transaction(async (s) => {
+        await s.attestation().recordCertificate({
+          serial: cert.serial,
+          tenantId: claimedTenant,
+          deviceId: device.id,
+          issuingCaId: cert.issuingCaId,
+          spkiSha256: keyHash,
+          rotKind: device.rotKind,
+          notBefore: cert.notBefore,
+          notAfter: cert.notAfter,
+        });
+        await s.platform().registry.markAttested(device.id, nowIso);
+      });
+      this.#log?.info(
+        { deviceId: device.id, tenantId, serial: cert.serial, rotKind: device.rotKind },
+        'certificate issued',
+      );
+      return {
+        deviceId: device.id,
+        tenantId: claimedTenant,
+        rotKind: device.rotKind,
+        certificate: {
+          serial: cert.serial,
+          notBefore: cert.notBefore,
+          notAfter: cert.notAfter,
+          chainPem: cert.chainPem,
+          rootPem: cert.rootPem,
+        },
+      };
+    } catch (e) {
+      const code: ErrorCode = isHeptadError(e) ? e.code : 'INTERNAL_ERROR';
+      if (code !== 'INTERNAL_ERROR') {
+        await att.recordEvent({
+          tenantId,
+          deviceId: evidence.deviceId,
+          kind: 'attestation.refused',
+          reason: code,
+          evidenceDigest: evidenceDigest(evidence),
+          at: nowIso,
+        });
+        this.#log?.warn({ deviceId: evidence.deviceId, tenantId, reason: code }, 'attestation refused');
+      }
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,219 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Database } from '../store/schema.ts';
+
+export interface SecurityEvent {
+  id: string;
+  tenantId: string | null;
+  deviceId: string;
+  kind: string;
+  reason: string;
+  evidenceDigest: string | null;
+  at: string;
+}
+
+export interface NonceRecord {
+  deviceId: string;
+  expiresAt: string;
+  usedAt: string | null;
+}
+
+/**
+ * Attestation's own tables: challenge nonces, issued device certificates and security events.
+ * Attestation runs before the device is authenticated, so this store is platform-wide; the
+ * tenant-facing reads (events, certificates) filter on the tenant explicitly.
+ */
+export class AttestationStore {
+  readonly #db: Kysely<Database>;
+  constructor(db: Kysely<Database>) {
+    this.#db = db;
+  }
+
+  async outstandingNonces(deviceId: string, now: string): Promise<number> {
+    const r = await this.#db
+      .selectFrom('attestation_nonces')
+      .select((e) => e.fn.countAll<number>().as('n'))
+      .where('device_id', '=', deviceId)
+      .where('expires_at', '>', now)
+      .where('used_at', 'is', null)
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  async addNonce(nonce: string, deviceId: string, expiresAt: string): Promise<void> {
+    await this.#db
+      .insertInto('attestation_nonces')
+      .values({ nonce, device_id: deviceId, expires_at: expiresAt, used_at: null })
+      .execute();
+  }
+
+  async getNonce(nonce: string): Promise<NonceRecord | undefined> {
+    const r = await this.#db
+      .selectFrom('attestation_nonces')
+      .selectAll()
+      .where('nonce', '=', nonce)
+      .executeTakeFirst();
+    return r ? { deviceId: r.device_id, expiresAt: r.expires_at, usedAt: r.used_at } : undefined;
+  }
+
+  /** Marks a nonce used; false when it already was (a concurrent replay lost the race). */
+  async burnNonce(nonce: string, now: string): Promise<boolean> {
+    const r = await this.#db
+      .updateTable('attestation_nonces')
+      .set({ used_at: now })
+      .where('nonce', '=', nonce)
+      .where('used_at', 'is', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** Drops nonces that expired before `before` (a used nonce is kept until then, so a replay still reads as one). */
+  async purgeNonces(before: string): Promise<number> {
+    const r = await this.#db
+      .deleteFrom('attestation_nonces')
+      .where('expires_at', '<', before)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  /** The device, if any, other than `deviceId` that holds a certificate for this key. */
+  async keyHolder(spkiSha256: string, deviceId: string): Promise<string | undefined> {
+    const r = await this.#db
+      .selectFrom('device_certificates')
+      .select('device_id')
+      .where('spki_sha256', '=', spkiSha256)
+      .where('device_id', '!=', deviceId)
+      .limit(1)
+      .executeTakeFirst();
+    return r?.device_id;
+  }
+
+  async recordCertificate(c: {
+    serial: string;
+    tenantId: string;
+    deviceId: string;
+    issuingCaId: string;
+    spkiSha256: string;
+    rotKind: string;
+    notBefore: string;
+    notAfter: string;
+  }): Promise<void> {
+    await this.#db
+      .insertInto('device_certificates')
+      .values({
+        serial: c.serial,
+        tenant_id: c.tenantId,
+        device_id: c.deviceId,
+        issuing_ca_id: c.issuingCaId,
+        spki_sha256: c.spkiSha256,
+        rot_kind: c.rotKind,
+        not_before: c.notBefore,
+        not_after: c.notAfter,
+        revoked_at: null,
+      })
+      .execute();
+  }
+
+  /** Revokes every unexpired certificate of the device (quarantine); returns how many. */
+  async revokeDeviceCertificates(tenantId: string, deviceId: string, now: string): Promise<number> {
+    const r = await this.#db
+      .updateTable('device_certificates')
+      .set({ revoked_at: now })
+      .where('tenant_id', '=', tenantId)
+      .where('device_id', '=', deviceId)
+      .where('revoked_at', 'is', null)
+      .where('not_after', '>', now)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  async recordEvent(e: Omit<SecurityEvent, 'id'>): Promise<SecurityEvent> {
+    const event = { ...e, id: randomUUID() };
+    await this.#db
+      .insertInto('security_events')
+      .values({
+        id: event.id,
+        tenant_id: e.tenantId,
+        device_id: e.deviceId,
+        kind: e.kind,
+        reason: e.reason,
+        evidence_digest: e.evidenceDigest,
+        at: e.at,
+      })
+      .execute();
+    return event;
+  }
+
+  async listEvents(tenantId: string, opts: { deviceId?: string; limit: number }): Promise<SecurityEvent[]> {
+    let q = this.#db.selectFrom('security_events').selectAll().where('tenant_id', '=', tenantId);
+    if (opts.deviceId) q = q.where('device_id', '=', opts.deviceId);
+    const rows = await q.orderBy('at', 'desc').orderBy('id').limit(opts.limit).execute();
+    return rows.map((r) => ({
+      id: r.id,
+      tenantId: r.tenant_id,
+      deviceId: r.device_id,
+      kind: r.kind,
+      reason: r.reason,
+      evidenceDigest: r.evidence_digest,
+      at: r.at,
+    }));
+  }
+
+  async knownRuntimeDigests(digests: readonly string[]): Promise<Set<string>> {
+    if (digests.length === 0) return new Set();
+    const rows = await this.#db
+      .selectFrom('runtime_images')
+      .select('digest')
+      .where('digest', 'in', [...new Set(digests)])
+      .execute();
+    return new Set(rows.map((r) => r.digest));
+  }
+}
+
+export interface RuntimeImage {
+  digest: string;
+  version: string;
+  securityVersion: number;
+  createdAt: string;
+}
+
+/** The platform's known runtime images: a measured runtime must be one of them to attest. */
+export class RuntimeImageStore {
+  readonly #db: Kysely<Database>;
+  constructor(db: Kysely<Database>) {
+    this.#db = db;
+  }
+
+  async add(image: Omit<RuntimeImage, 'createdAt'>, now: string): Promise<RuntimeImage> {
+    await this.#db
+      .insertInto('runtime_images')
+      .values({
+        digest: image.digest,
+        version: image.version,
+        security_version: image.securityVersion,
+        created_at: now,
+      })
+      .execute();
+    return { ...image, createdAt: now };
+  }
+
+  async exists(digest: string): Promise<boolean> {
+    return (
+      (await this.#db
+        .selectFrom('runtime_images')
+        .select('digest')
+        .where('digest', '=', digest)
+        .executeTakeFirst()) !== undefined
+    );
+  }
+
+  async list(): Promise<RuntimeImage[]> {
+    const rows = await this.#db.selectFrom('runtime_images').selectAll().orderBy('created_at').execute();
+    return rows.map((r) => ({
+      digest: r.digest,
+      version: r.version,
+      securityVersion: r.security_version,
+      createdAt: r.created_at,
+    }));
+  }
+}

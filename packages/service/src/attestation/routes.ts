@@ -1,0 +1,324 @@
+import { DEVICE_ID_PATTERN, HeptadError, MAX_LOG_ENTRIES } from '@heptad/protocol';
+import { Type } from 'typebox';
+import { access, changeContext, tenantScope } from '../http/auth.ts';
+import type { App, RouteDeps } from '../http/deps.ts';
+import { DeviceId, errorResponses, Limit, Timestamp, Uuid } from '../http/schemas.ts';
+import type { TenantPki } from '../pki/tenant-pki.ts';
+import { DEFAULT_ROTATION_OVERLAP_DAYS } from '../pki/tenant-pki.ts';
+import type { AttestationService } from './attestation-service.ts';
+
+const Hex32 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+const Base64 = (maxLength: number) =>
+  Type.String({ minLength: 4, maxLength, pattern: '^[A-Za-z0-9+/]+={0,2}$' });
+
+const Evidence = Type.Object(
+  {
+    deviceId: DeviceId,
+    nonce: Hex32,
+    quote: Type.Object({ attest: Base64(2048), signature: Base64(1024) }, { additionalProperties: false }),
+    log: Type.Array(
+      Type.Object(
+        {
+          kind: Type.Union([Type.Literal('runtime'), Type.Literal('app')]),
+          digest: Hex32,
+          name: Type.Optional(Type.String({ maxLength: 100 })),
+          version: Type.Optional(Type.String({ maxLength: 64 })),
+          componentId: Type.Optional(Uuid),
+          imageId: Type.Optional(Uuid),
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: MAX_LOG_ENTRIES },
+    ),
+    csr: Base64(4096),
+  },
+  { additionalProperties: false },
+);
+
+const CaCert = Type.Object(
+  {
+    id: Uuid,
+    kind: Type.Union([Type.Literal('root'), Type.Literal('issuing')]),
+    generation: Type.Integer(),
+    status: Type.Union([
+      Type.Literal('active'),
+      Type.Literal('next'),
+      Type.Literal('retiring'),
+      Type.Literal('retired'),
+    ]),
+    subject: Type.String(),
+    serial: Type.String(),
+    fingerprintSha256: Type.String(),
+    notBefore: Timestamp,
+    notAfter: Timestamp,
+    activeFrom: Timestamp,
+    certificatePem: Type.String(),
+  },
+  { $id: 'TenantCaCertificate' },
+);
+
+export interface AttestationDeps extends RouteDeps {
+  readonly attestation: AttestationService;
+  readonly pki: TenantPki;
+}
+
+const PEM = 'application/x-pem-file';
+
+export function attestationRoutes(app: App, { attestation, pki, store, clock }: AttestationDeps): void {
+  app.addSchema(CaCert);
+
+  // Attestation is how a device without a certificate proves who it is: the two calls are not
+  // bearer-authenticated; the quote, signed by the registered identity key, is the credential.
+  app.post(
+    '/v1/attestation/challenge',
+    {
+      config: { access: access.public },
+      schema: {
+        tags: ['attestation'],
+        summary: 'Get a fresh single-use nonce (60 s) for a device to quote',
+        security: [],
+        body: Type.Object({ deviceId: DeviceId }, { additionalProperties: false }),
+        response: {
+          201: Type.Object({ nonce: Hex32, expiresAt: Timestamp }),
+          ...errorResponses(404, 429),
+        },
+      },
+    },
+    async (req, reply) => reply.code(201).send(await attestation.challenge(req.body.deviceId)),
+  );
+
+  app.post(
+    '/v1/attestation/evidence',
+    {
+      config: { access: access.public },
+      schema: {
+        tags: ['attestation'],
+        summary: 'Send a quote, the measurement log and a CSR; receive a 24 h device certificate',
+        description:
+          'Checked in order, each with its own code: device registered, claimed, not quarantined; nonce known, ' +
+          "this device's, unexpired, unused (then burnt); quote signed by the registered key; quote covers the " +
+          'nonce bound to the CSR; the log replays to the quoted register; measured runtimes are known; the CSR is ' +
+          'valid and its key not certified for another device. Every refusal is stored as a security event.',
+        security: [],
+        body: Evidence,
+        response: {
+          201: Type.Object({
+            deviceId: DeviceId,
+            tenantId: Uuid,
+            rotKind: Type.String(),
+            certificate: Type.Object({
+              serial: Type.String(),
+              notBefore: Timestamp,
+              notAfter: Timestamp,
+              chainPem: Type.String({ description: 'the device certificate, then the issuing CA' }),
+              rootPem: Type.String({ description: "the tenant's root CA" }),
+            }),
+          }),
+          ...errorResponses(403, 404, 409),
+        },
+      },
+    },
+    async (req, reply) => reply.code(201).send(await attestation.attest(req.body)),
+  );
+
+  app.get(
+    '/v1/tenants/current/ca-certificates',
+    {
+      config: { access: access.tenant('Reader') },
+      schema: {
+        tags: ['tenant pki'],
+        summary: "The tenant's CA certificates: root and issuing generations with their status",
+        response: {
+          200: Type.Object({ items: Type.Array(Type.Ref('TenantCaCertificate')) }),
+          ...errorResponses(),
+        },
+      },
+    },
+    async (req) => ({ items: await pki.list(tenantScope(store, req).tenantId) }),
+  );
+
+  app.get(
+    '/v1/tenants/current/ca-certificates/trust-bundle',
+    {
+      config: { access: access.tenant('Reader') },
+      schema: {
+        tags: ['tenant pki'],
+        summary: 'PEM to trust: the root CA, or with ?chain=true the root and every published issuing CA',
+        querystring: Type.Object(
+          { chain: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.String(), ...errorResponses() },
+      },
+    },
+    async (req, reply) => {
+      const p = await pki.published(tenantScope(store, req).tenantId);
+      return reply.header('content-type', PEM).send(req.query.chain === 'true' ? p.chain : p.root);
+    },
+  );
+
+  app.post(
+    '/v1/tenants/current/ca-certificates/rotate',
+    {
+      config: { access: access.tenant('Administrator') },
+      schema: {
+        tags: ['tenant pki'],
+        summary: 'Create the next issuing CA: published now, issuing after the overlap window',
+        body: Type.Object(
+          { overlapDays: Type.Optional(Type.Integer({ minimum: 0, maximum: 365 })) },
+          { additionalProperties: false },
+        ),
+        response: { 201: Type.Ref('TenantCaCertificate'), ...errorResponses(409) },
+      },
+    },
+    async (req, reply) => {
+      const ctx = changeContext(req, clock);
+      const tenantId = tenantScope(store, req).tenantId;
+      const overlap = req.body.overlapDays ?? DEFAULT_ROTATION_OVERLAP_DAYS;
+      const ca = await pki.rotate(tenantId, overlap);
+      await store.forTenant(tenantId).audit.record(ctx, {
+        tenantId,
+        action: 'tenant-ca.rotated',
+        targetType: 'tenant-ca',
+        targetId: ca.id,
+        detail: { generation: ca.generation, activeFrom: ca.activeFrom },
+      });
+      return reply.code(201).send(ca);
+    },
+  );
+
+  app.get(
+    '/v1/tenants/current/crl',
+    {
+      config: { access: access.tenant('Reader') },
+      schema: {
+        tags: ['tenant pki'],
+        summary: "The tenant's certificate revocation lists (PEM, one per published issuing CA)",
+        response: { 200: Type.String(), ...errorResponses() },
+      },
+    },
+    async (req, reply) =>
+      reply.header('content-type', PEM).send(await pki.crl(tenantScope(store, req).tenantId)),
+  );
+
+  // CRLs are signed public data that brokers fetch without credentials (RFC 5280 §5).
+  app.get(
+    '/pki/tenants/:tenantId/crl.pem',
+    {
+      config: { access: access.public },
+      schema: {
+        tags: ['tenant pki'],
+        summary: "A tenant's CRLs for brokers (public: signed, not secret)",
+        security: [],
+        params: Type.Object({ tenantId: Uuid }),
+        response: { 200: Type.String(), ...errorResponses(404) },
+      },
+    },
+    async (req, reply) => {
+      const tenant = await store.platform().tenants.get(req.params.tenantId.toLowerCase());
+      return reply.header('content-type', PEM).send(await pki.crl(tenant.id));
+    },
+  );
+
+  app.get(
+    '/v1/security-events',
+    {
+      config: { access: access.tenant('Reader') },
+      schema: {
+        tags: ['attestation'],
+        summary: "The tenant's security events (refused attestations, …), newest first",
+        querystring: Type.Object(
+          {
+            deviceId: Type.Optional(Type.String({ pattern: DEVICE_ID_PATTERN })),
+            limit: Type.Optional(Limit),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({
+            items: Type.Array(
+              Type.Object({
+                id: Uuid,
+                tenantId: Type.Union([Uuid, Type.Null()]),
+                deviceId: Type.String(),
+                kind: Type.String(),
+                reason: Type.String(),
+                evidenceDigest: Type.Union([Type.String(), Type.Null()]),
+                at: Timestamp,
+              }),
+            ),
+          }),
+          ...errorResponses(),
+        },
+      },
+    },
+    async (req) => {
+      const tenantId = tenantScope(store, req).tenantId;
+      const limit = req.query.limit === undefined ? 100 : Number(req.query.limit);
+      return {
+        items: await store.attestation().listEvents(tenantId, {
+          limit,
+          ...(req.query.deviceId ? { deviceId: req.query.deviceId } : {}),
+        }),
+      };
+    },
+  );
+
+  const RuntimeImage = Type.Object({
+    digest: Hex32,
+    version: Type.String(),
+    securityVersion: Type.Integer(),
+    createdAt: Timestamp,
+  });
+  app.post(
+    '/v1/runtime-images',
+    {
+      config: { access: access.operator },
+      schema: {
+        tags: ['runtime images'],
+        summary: 'Make a runtime image digest known to attestation (operator)',
+        body: Type.Object(
+          {
+            digest: Hex32,
+            version: Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9A-Za-z.+-]+$' }),
+            securityVersion: Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1 }),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: RuntimeImage, ...errorResponses(409) },
+      },
+    },
+    async (req, reply) => {
+      const ctx = changeContext(req, clock);
+      const image = await store.transaction(async (s) => {
+        const images = s.platform().runtimeImages;
+        if (await images.exists(req.body.digest)) {
+          throw new HeptadError('RUNTIME_IMAGE_EXISTS');
+        }
+        const added = await images.add(req.body, ctx.now.toISOString());
+        await s.platform().audit.record(ctx, {
+          tenantId: null,
+          action: 'runtime-image.added',
+          targetType: 'runtime-image',
+          targetId: added.digest,
+          detail: { version: added.version, securityVersion: added.securityVersion },
+        });
+        return added;
+      });
+      return reply.code(201).send(image);
+    },
+  );
+
+  app.get(
+    '/v1/runtime-images',
+    {
+      config: { access: access.tenant('Reader', true) },
+      schema: {
+        tags: ['runtime images'],
+        summary: 'The runtime images the platform knows',
+        response: { 200: Type.Object({ items: Type.Array(RuntimeImage) }), ...errorResponses() },
+      },
+    },
+    async () => ({ items: await store.platform().runtimeImages.list() }),
+  );
+}
