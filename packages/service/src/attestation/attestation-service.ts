@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { TenantPki } from '../pki/tenant-pki.ts';
 import { spkiSha256 } from '../pki/tenant-pki.ts';
 import type { Store } from '../store/store.ts';
+import type { NonceStore } from './nonce-store.ts';
 import { evidenceDigest, verifyEvidence } from './verify-evidence.ts';
 
 /** A device may hold this many unanswered challenges at once. */
@@ -41,10 +42,12 @@ export class AttestationService {
   readonly #pki: TenantPki;
   readonly #clock: () => Date;
   readonly #log: Logger | undefined;
+  readonly #nonces: NonceStore;
   #challenges = 0;
 
-  constructor(store: Store, pki: TenantPki, clock: () => Date, log?: Logger) {
+  constructor(store: Store, nonces: NonceStore, pki: TenantPki, clock: () => Date, log?: Logger) {
     this.#store = store;
+    this.#nonces = nonces;
     this.#pki = pki;
     this.#clock = clock;
     this.#log = log;
@@ -54,15 +57,16 @@ export class AttestationService {
     const now = this.#clock();
     const device = await this.#store.platform().registry.attestationView(deviceId);
     if (!device) throw new HeptadError('ATTEST_DEVICE_UNKNOWN');
-    const att = this.#store.attestation();
-    if ((await att.outstandingNonces(deviceId, now.toISOString())) >= MAX_OUTSTANDING_CHALLENGES) {
-      throw new HeptadError('ATTEST_TOO_MANY_CHALLENGES');
-    }
     const nonce = randomBytes(NONCE_BYTES).toString('hex');
     const expiresAt = new Date(now.getTime() + NONCE_TTL_MS).toISOString();
-    await att.addNonce(nonce, deviceId, expiresAt);
+    if (
+      !(await this.#nonces.issue(nonce, deviceId, now.toISOString(), expiresAt, MAX_OUTSTANDING_CHALLENGES))
+    ) {
+      throw new HeptadError('ATTEST_TOO_MANY_CHALLENGES');
+    }
     if (++this.#challenges % PURGE_EVERY === 0) {
-      await att.purgeNonces(new Date(now.getTime() - NONCE_TTL_MS).toISOString());
+      // Keep expired nonces one more lifetime, so a late answer still reads as "expired".
+      await this.#nonces.purge(new Date(now.getTime() - NONCE_TTL_MS).toISOString());
     }
     return { nonce, expiresAt };
   }
@@ -73,6 +77,8 @@ export class AttestationService {
     const att = this.#store.attestation();
     const device = await this.#store.platform().registry.attestationView(evidence.deviceId);
     let tenantId: string | null = device?.tenantId ?? null;
+    // Set once the nonce checks passed: from then on the nonce is burnt whatever happens.
+    let burnPending = false;
     try {
       // 1–3: the device is registered, claimed, not quarantined.
       if (!device) throw new HeptadError('ATTEST_DEVICE_UNKNOWN');
@@ -80,13 +86,12 @@ export class AttestationService {
       tenantId = device.tenantId;
       if (device.quarantinedAt !== null) throw new HeptadError('ATTEST_DEVICE_QUARANTINED');
       // 4: the nonce is known, this device's, unexpired, unused — then burnt, whatever follows.
-      const record = await att.getNonce(evidence.nonce);
+      const record = await this.#nonces.get(evidence.nonce);
       if (!record) throw new HeptadError('ATTEST_NONCE_UNKNOWN');
       if (record.deviceId !== device.id) throw new HeptadError('ATTEST_NONCE_WRONG_DEVICE');
       if (record.expiresAt <= nowIso) throw new HeptadError('ATTEST_NONCE_EXPIRED');
-      if (record.usedAt !== null || !(await att.burnNonce(evidence.nonce, nowIso))) {
-        throw new HeptadError('ATTEST_NONCE_REPLAYED');
-      }
+      if (record.usedAt !== null) throw new HeptadError('ATTEST_NONCE_REPLAYED');
+      burnPending = true;
       // 5–7 and the CSR: signature, binding, log replay, CSR.
       const verified = verifyEvidence(device, evidence, Buffer.from(evidence.nonce, 'hex'));
       // 8: every measured runtime is one the platform knows (apps: any, until app policy exists).
@@ -98,7 +103,12 @@ export class AttestationService {
 
       const cert = await this.#pki.issueDeviceCertificate(device.tenantId, device.id, verified.csrSpkiDer);
       const claimedTenant = device.tenantId;
+      // One commit for the success path: burn the nonce (a concurrent replay that also got this
+      // far loses here and rolls back), record the certificate, mark the device attested.
       await this.#store.transaction(async (s) => {
+        if (!(await this.#nonces.burn(evidence.nonce, nowIso, s.db)))
+          throw new HeptadError('ATTEST_NONCE_REPLAYED');
+        burnPending = false;
         await s.attestation().recordCertificate({
           serial: cert.serial,
           tenantId: claimedTenant,
@@ -128,6 +138,7 @@ export class AttestationService {
         },
       };
     } catch (e) {
+      if (burnPending) await this.#nonces.burn(evidence.nonce, nowIso);
       const code: ErrorCode = isHeptadError(e) ? e.code : 'INTERNAL_ERROR';
       if (code !== 'INTERNAL_ERROR') {
         await att.recordEvent({

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
+import type { Dialect } from '../store/migrations.ts';
+import { RawQuery } from '../store/raw-query.ts';
 import type { Database } from '../store/schema.ts';
 
 export interface SecurityEvent {
@@ -23,28 +25,42 @@ export interface NonceRecord {
  * Attestation runs before the device is authenticated, so this store is platform-wide; the
  * tenant-facing reads (events, certificates) filter on the tenant explicitly.
  */
+const KEY_HOLDER = new RawQuery<{ device_id: string }>(
+  'select device_id from device_certificates where spki_sha256 = ? and device_id <> ? limit 1',
+);
+const INSERT_CERTIFICATE = new RawQuery(
+  'insert into device_certificates (serial, tenant_id, device_id, issuing_ca_id, spki_sha256, rot_kind, not_before, not_after, revoked_at) values (?, ?, ?, ?, ?, ?, ?, ?, null)',
+);
+
 export class AttestationStore {
   readonly #db: Kysely<Database>;
-  constructor(db: Kysely<Database>) {
+  readonly #dialect: Dialect;
+  constructor(db: Kysely<Database>, dialect: Dialect) {
     this.#db = db;
+    this.#dialect = dialect;
   }
 
-  async outstandingNonces(deviceId: string, now: string): Promise<number> {
-    const r = await this.#db
-      .selectFrom('attestation_nonces')
-      .select((e) => e.fn.countAll<number>().as('n'))
-      .where('device_id', '=', deviceId)
-      .where('expires_at', '>', now)
-      .where('used_at', 'is', null)
-      .executeTakeFirstOrThrow();
-    return Number(r.n);
-  }
-
-  async addNonce(nonce: string, deviceId: string, expiresAt: string): Promise<void> {
-    await this.#db
-      .insertInto('attestation_nonces')
-      .values({ nonce, device_id: deviceId, expires_at: expiresAt, used_at: null })
-      .execute();
+  /**
+   * Adds a nonce unless the device already holds `max` unanswered ones, in one statement (no
+   * read-then-write round trip). The cap bounds the table against a flood of challenges; under
+   * PostgreSQL's read committed two racing challenges may both pass it, which is harmless.
+   * Returns false when the cap refused the nonce.
+   */
+  async addNonceCapped(
+    nonce: string,
+    deviceId: string,
+    now: string,
+    expiresAt: string,
+    max: number,
+  ): Promise<boolean> {
+    const r = await sql`
+      insert into attestation_nonces (nonce, device_id, expires_at, used_at)
+      select ${nonce}, ${deviceId}, ${expiresAt}, null
+      where (select count(*) from attestation_nonces
+             where device_id = ${deviceId} and expires_at > ${now} and used_at is null) < ${max}`.execute(
+      this.#db,
+    );
+    return Number(r.numAffectedRows ?? 0n) === 1;
   }
 
   async getNonce(nonce: string): Promise<NonceRecord | undefined> {
@@ -78,14 +94,7 @@ export class AttestationStore {
 
   /** The device, if any, other than `deviceId` that holds a certificate for this key. */
   async keyHolder(spkiSha256: string, deviceId: string): Promise<string | undefined> {
-    const r = await this.#db
-      .selectFrom('device_certificates')
-      .select('device_id')
-      .where('spki_sha256', '=', spkiSha256)
-      .where('device_id', '!=', deviceId)
-      .limit(1)
-      .executeTakeFirst();
-    return r?.device_id;
+    return (await KEY_HOLDER.first(this.#db, this.#dialect, [spkiSha256, deviceId]))?.device_id;
   }
 
   async recordCertificate(c: {
@@ -98,20 +107,16 @@ export class AttestationStore {
     notBefore: string;
     notAfter: string;
   }): Promise<void> {
-    await this.#db
-      .insertInto('device_certificates')
-      .values({
-        serial: c.serial,
-        tenant_id: c.tenantId,
-        device_id: c.deviceId,
-        issuing_ca_id: c.issuingCaId,
-        spki_sha256: c.spkiSha256,
-        rot_kind: c.rotKind,
-        not_before: c.notBefore,
-        not_after: c.notAfter,
-        revoked_at: null,
-      })
-      .execute();
+    await INSERT_CERTIFICATE.run(this.#db, this.#dialect, [
+      c.serial,
+      c.tenantId,
+      c.deviceId,
+      c.issuingCaId,
+      c.spkiSha256,
+      c.rotKind,
+      c.notBefore,
+      c.notAfter,
+    ]);
   }
 
   /** Revokes every unexpired certificate of the device (quarantine); returns how many. */

@@ -10,6 +10,23 @@ import {
   verifyQuote,
 } from '@heptad/protocol';
 
+/** Parsed identity keys by PEM: parsing costs as much as a signature check, and devices come back daily. */
+const KEY_CACHE_MAX = 10_000;
+const keyCache = new Map<string, KeyObject>();
+function identityKey(pem: string): KeyObject {
+  let key = keyCache.get(pem);
+  if (!key) {
+    try {
+      key = createPublicKey(pem);
+    } catch (cause) {
+      throw new HeptadError('INTERNAL_ERROR', 'registered key unreadable', { cause });
+    }
+    if (keyCache.size >= KEY_CACHE_MAX) keyCache.delete(keyCache.keys().next().value as string);
+    keyCache.set(pem, key);
+  }
+  return key;
+}
+
 /** The device as attestation sees it (from the registry). */
 export interface AttestingDevice {
   readonly id: string;
@@ -62,12 +79,7 @@ export function verifyEvidence(
   const attest = decodeBase64(evidence.quote.attest, 'quote.attest');
   const signature = decodeBase64(evidence.quote.signature, 'quote.signature');
   const csrDer = decodeBase64(evidence.csr, 'csr');
-  let identity: KeyObject;
-  try {
-    identity = createPublicKey(device.publicKeyPem);
-  } catch (cause) {
-    throw new HeptadError('INTERNAL_ERROR', 'registered key unreadable', { cause });
-  }
+  const identity = identityKey(device.publicKeyPem);
   const digests = evidence.log.map((e) => Buffer.from(e.digest, 'hex'));
   try {
     verifyQuote({

@@ -5,6 +5,8 @@ import { AuditStore } from '../audit/audit-store.ts';
 import type { ChangeContext } from '../context.ts';
 import type { ProductStore } from '../products/product-store.ts';
 import { mapUnique } from '../store/errors.ts';
+import type { Dialect } from '../store/migrations.ts';
+import { RawQuery } from '../store/raw-query.ts';
 import type { Database } from '../store/schema.ts';
 import { assertTpmPublicMatches } from './tpm-registration.ts';
 
@@ -111,11 +113,32 @@ const toDevice = (r: DeviceRow): Device => ({
   productName: r.product_name,
 });
 
+// Attestation's hot path: fixed SQL (see store/raw-query.ts).
+const ATTESTATION_VIEW = new RawQuery<{
+  id: string;
+  public_key_pem: string;
+  rot_kind: string;
+  measurement_pcr: number;
+  tenant_id: string | null;
+  quarantined_at: string | null;
+}>(
+  'select id, public_key_pem, rot_kind, measurement_pcr, tenant_id, quarantined_at from devices where id = ?',
+);
+const MARK_ATTESTED = new RawQuery('update devices set last_attested_at = ? where id = ?');
+const TENANT_DEVICE = new RawQuery<DeviceRow>(
+  'select d.id, d.rot_kind, d.measurement_pcr, d.quarantined_at, d.quarantine_reason, d.last_attested_at, ' +
+    'd.registered_at, d.tenant_id, d.claimed_at, d.device_group_id, g.name as group_name, g.product_id, p.name as product_name ' +
+    'from devices d left join device_groups g on g.id = d.device_group_id left join products p on p.id = g.product_id ' +
+    'where d.tenant_id = ? and d.id = ?',
+);
+
 /** The platform-wide device registry: the operator's view (Store.platform()). */
 export class DeviceRegistry {
   readonly #db: Kysely<Database>;
-  constructor(db: Kysely<Database>) {
+  readonly #dialect: Dialect;
+  constructor(db: Kysely<Database>, dialect: Dialect) {
     this.#db = db;
+    this.#dialect = dialect;
   }
 
   async register(ctx: ChangeContext, reg: Registration): Promise<RegisteredDevice> {
@@ -157,11 +180,7 @@ export class DeviceRegistry {
   }
 
   async attestationView(id: string): Promise<AttestationView | undefined> {
-    const r = await this.#db
-      .selectFrom('devices')
-      .select(['id', 'public_key_pem', 'rot_kind', 'measurement_pcr', 'tenant_id', 'quarantined_at'])
-      .where('id', '=', id)
-      .executeTakeFirst();
+    const r = await ATTESTATION_VIEW.first(this.#db, this.#dialect, [id]);
     return r
       ? {
           id: r.id,
@@ -175,7 +194,7 @@ export class DeviceRegistry {
   }
 
   async markAttested(id: string, at: string): Promise<void> {
-    await this.#db.updateTable('devices').set({ last_attested_at: at }).where('id', '=', id).execute();
+    await MARK_ATTESTED.run(this.#db, this.#dialect, [at, id]);
   }
 
   async get(id: string): Promise<RegisteredDevice> {
@@ -233,18 +252,18 @@ export class TenantDeviceStore {
   readonly #db: Kysely<Database>;
   readonly #tenantId: string;
   readonly #products: ProductStore;
+  readonly #dialect: Dialect;
 
-  constructor(db: Kysely<Database>, tenantId: string, products: ProductStore) {
+  constructor(db: Kysely<Database>, dialect: Dialect, tenantId: string, products: ProductStore) {
     this.#db = db;
+    this.#dialect = dialect;
     this.#tenantId = tenantId;
     this.#products = products;
   }
 
+  /** The hot read (GET /v1/devices/:id): fixed SQL, always filtered on this tenant. */
   async get(id: string): Promise<Device> {
-    const row = await deviceQuery(this.#db)
-      .where('d.tenant_id', '=', this.#tenantId)
-      .where('d.id', '=', id)
-      .executeTakeFirst();
+    const row = await TENANT_DEVICE.first(this.#db, this.#dialect, [this.#tenantId, id]);
     if (!row) throw new HeptadError('DEVICE_NOT_FOUND');
     return toDevice(row);
   }
@@ -342,7 +361,7 @@ export class TenantDeviceStore {
       .where('tenant_id', '=', this.#tenantId)
       .where('id', '=', device.id)
       .execute();
-    const revoked = await new AttestationStore(this.#db).revokeDeviceCertificates(
+    const revoked = await new AttestationStore(this.#db, this.#dialect).revokeDeviceCertificates(
       this.#tenantId,
       device.id,
       now,

@@ -44,7 +44,7 @@ export class Store {
     return {
       tenantId,
       products,
-      devices: new TenantDeviceStore(this.#db, tenantId, products),
+      devices: new TenantDeviceStore(this.#db, this.dialect, tenantId, products),
       audit: new AuditStore(this.#db, tenantId),
     };
   }
@@ -52,8 +52,8 @@ export class Store {
   platform(): PlatformScope {
     return {
       tenants: new TenantStore(this.#db),
-      users: new UserStore(this.#db),
-      registry: new DeviceRegistry(this.#db),
+      users: new UserStore(this.#db, this.dialect),
+      registry: new DeviceRegistry(this.#db, this.dialect),
       audit: new AuditStore(this.#db),
       runtimeImages: new RuntimeImageStore(this.#db),
     };
@@ -61,7 +61,7 @@ export class Store {
 
   /** Attestation runs before a device is authenticated, so its store is platform-wide. */
   attestation(): AttestationStore {
-    return new AttestationStore(this.#db);
+    return new AttestationStore(this.#db, this.dialect);
   }
 
   /** For the tenant PKI, which owns its own table and needs the raw handle for its transactions. */

@@ -4,6 +4,8 @@ import type { Kysely } from 'kysely';
 import { AuditStore } from '../audit/audit-store.ts';
 import type { ChangeContext, Principal } from '../context.ts';
 import { mapUnique } from '../store/errors.ts';
+import type { Dialect } from '../store/migrations.ts';
+import { RawQuery } from '../store/raw-query.ts';
 import type { Database, Role, TenantsTable, UserRole, UsersTable } from '../store/schema.ts';
 import { createToken, hashToken } from './tokens.ts';
 
@@ -75,11 +77,24 @@ export interface CreatedUser {
   tokenExpiresAt: string | null;
 }
 
+const RESOLVE_TOKEN = new RawQuery<{
+  userId: string;
+  email: string;
+  role: UserRole;
+  tenantId: string | null;
+  expires_at: string | null;
+}>(
+  'select u.id as "userId", u.email, u.role, u.tenant_id as "tenantId", t.expires_at ' +
+    'from api_tokens t inner join users u on u.id = t.user_id where t.token_hash = ?',
+);
+
 /** Users and their API tokens. */
 export class UserStore {
   readonly #db: Kysely<Database>;
-  constructor(db: Kysely<Database>) {
+  readonly #dialect: Dialect;
+  constructor(db: Kysely<Database>, dialect: Dialect) {
     this.#db = db;
+    this.#dialect = dialect;
   }
 
   /** The platform operator, created once on first start; returns null when it already exists. */
@@ -182,21 +197,11 @@ export class UserStore {
   }
 
   /** Resolves a token hash to its principal and expiry; undefined when no such token. */
+  /** Resolves a token hash to its principal and expiry (every authenticated request: fixed SQL). */
   async resolveToken(
     tokenHash: string,
   ): Promise<{ principal: Principal; expiresAt: string | null } | undefined> {
-    const row = await this.#db
-      .selectFrom('api_tokens')
-      .innerJoin('users', 'users.id', 'api_tokens.user_id')
-      .select([
-        'users.id as userId',
-        'users.email',
-        'users.role',
-        'users.tenant_id as tenantId',
-        'api_tokens.expires_at',
-      ])
-      .where('api_tokens.token_hash', '=', tokenHash)
-      .executeTakeFirst();
+    const row = await RESOLVE_TOKEN.first(this.#db, this.#dialect, [tokenHash]);
     if (!row) return undefined;
     return {
       principal: { userId: row.userId, email: row.email, role: row.role, tenantId: row.tenantId },
