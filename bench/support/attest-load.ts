@@ -57,14 +57,18 @@ interface Dev {
   key: KeyObject;
   signer: Buffer;
   tls: KeyObject;
+  /** A device may reuse its TLS key and so its CSR: the quote binds the CSR to each fresh nonce. */
+  csr: Buffer;
 }
 const devices: Dev[] = input.devices.map((d) => {
   const key = createPrivateKey({ key: Buffer.from(d.keyPkcs8, 'base64'), format: 'der', type: 'pkcs8' });
+  const tls = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
   return {
     id: d.id,
     key,
     signer: Buffer.concat([Buffer.from([0, 0x0b]), createHash('sha256').update(d.id).digest()]),
-    tls: generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey,
+    tls,
+    csr: createCsr({ privateKey: tls, subjectCommonName: d.id }),
   };
 });
 const emptyRegister = pcrDigest([Buffer.alloc(32)]);
@@ -73,7 +77,7 @@ async function attestOnce(d: Dev): Promise<boolean> {
   const c = await post('/v1/attestation/challenge', { deviceId: d.id });
   if (c.status !== 201) return false;
   const nonce = String(c.json['nonce']);
-  const csr = createCsr({ privateKey: d.tls, subjectCommonName: d.id });
+  const csr = d.csr;
   const attest = encodeQuoteAttest({
     qualifiedSigner: d.signer,
     extraData: attestationBinding(Buffer.from(nonce, 'hex'), csr),

@@ -12,7 +12,6 @@ export const DEFAULT_MEASUREMENT_PCR = 15;
 export const MAX_LOG_ENTRIES = 256;
 /** Nonces live this long after the challenge (ms). */
 export const NONCE_TTL_MS = 60_000;
-export const NONCE_BYTES = 32;
 
 export type MeasurementKind = 'runtime' | 'app';
 
@@ -29,7 +28,7 @@ export interface MeasurementEntry {
 
 export interface AttestationEvidence {
   readonly deviceId: string;
-  /** the challenge nonce, hex */
+  /** the challenge nonce, hex (opaque to the device: it only quotes it) */
   readonly nonce: string;
   /** base64 TPMS_ATTEST and TPMT_SIGNATURE */
   readonly quote: { readonly attest: string; readonly signature: string };

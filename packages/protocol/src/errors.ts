@@ -171,11 +171,6 @@ export const ERROR_REGISTRY = {
     title: 'The device is quarantined',
     hint: 'investigate; a tenant Contributor lifts it with heptad device release ID',
   },
-  ATTEST_TOO_MANY_CHALLENGES: {
-    status: 429,
-    title: 'The device has too many unanswered challenges',
-    hint: 'answer or let the outstanding challenges expire (60 s), then retry',
-  },
   ATTEST_NONCE_UNKNOWN: {
     status: 400,
     title: 'The nonce was never issued',

@@ -177,6 +177,21 @@ describe('createTenantIssuingCa', () => {
     assert.equal(new X509Certificate(next.certDer).verify(rootCert.publicKey), true);
   });
 
+  test('may end exactly when its root ends, even with milliseconds in now, but not a second later', async () => {
+    const now = new Date('2031-06-01T00:00:00.789Z');
+    const shortRoot = await createTenantRootCa({ tenantId: TENANT, now, validityDays: 10 });
+    const same = await createTenantIssuingCa({ root: shortRoot, now, validityDays: 10, generation: 1 });
+    assert.equal(
+      new X509Certificate(same.certDer).validToDate.getTime(),
+      new X509Certificate(shortRoot.certDer).validToDate.getTime(),
+    );
+    await assertRefused(
+      createTenantIssuingCa({ root: shortRoot, now, validityDays: 10 + 1 / 86_400, generation: 1 }),
+      ['validityDays'],
+      'one second longer',
+    );
+  });
+
   test('refuses bad options, listing every bad field', async () => {
     const other = await createTenantRootCa({ tenantId: 'other-tenant', now: NOW, validityDays: 7300 });
     const platform = await createCertificateAuthority({

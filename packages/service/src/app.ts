@@ -6,8 +6,7 @@ import { HeptadError } from '@heptad/protocol';
 import Fastify, { type FastifyServerOptions, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { AttestationService } from './attestation/attestation-service.ts';
-import { AttestationStore } from './attestation/attestation-store.ts';
-import { MemoryNonceStore, SqlNonceStore } from './attestation/nonce-store.ts';
+import { NonceIssuer } from './attestation/nonce-store.ts';
 import { attestationRoutes } from './attestation/routes.ts';
 import { auditRoutes } from './audit/routes.ts';
 import { deviceRoutes } from './devices/routes.ts';
@@ -120,15 +119,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
   productRoutes(app, deps);
   deviceRoutes(app, deps);
   auditRoutes(app, deps);
-  const pki = new TenantPki(options.store.db, options.keys ?? new KeyStore(randomBytes(32)), clock);
-  // The embedded SQLite service is one process: its nonces can live in memory. PostgreSQL may
-  // serve several processes, so they are rows there.
-  const nonces =
-    options.store.dialect === 'sqlite'
-      ? new MemoryNonceStore()
-      : new SqlNonceStore((db) =>
-          db ? new AttestationStore(db, options.store.dialect) : options.store.attestation(),
-        );
+  const keys = options.keys ?? new KeyStore(randomBytes(32));
+  const pki = new TenantPki(options.store.db, keys, clock);
+  const nonces = new NonceIssuer(keys.derive('attestation-nonce'));
   const attestation = new AttestationService(options.store, nonces, pki, clock, options.logger);
   attestationRoutes(app, { ...deps, attestation, pki });
   return app;

@@ -125,7 +125,7 @@ for (const backend of backends()) {
     test('refuses unknown, foreign, expired and replayed nonces', async () => {
       const d = await device();
       const other = await device();
-      await refused(await d.evidence(randomBytes(32).toString('hex')), 'ATTEST_NONCE_UNKNOWN');
+      await refused(await d.evidence(randomBytes(76).toString('hex')), 'ATTEST_NONCE_UNKNOWN');
       await refused(await d.evidence(await other.challenge()), 'ATTEST_NONCE_WRONG_DEVICE');
       const stale = await d.challenge();
       const saved = svc.now;
@@ -300,12 +300,18 @@ for (const backend of backends()) {
       );
     });
 
-    test('a device may hold at most 16 unanswered challenges', async () => {
+    test('a challenge stores nothing; a nonce with a forged MAC or expiry is refused', async () => {
       const d = await device();
-      for (let i = 0; i < 16; i++) await d.challenge();
-      const r = await svc.call('POST', '/v1/attestation/challenge', { body: { deviceId: d.id } });
-      assert.equal(r.status, 429);
-      assert.equal(r.json.code, 'ATTEST_TOO_MANY_CHALLENGES');
+      const before = await svc.snapshot();
+      for (let i = 0; i < 50; i++) await d.challenge();
+      assert.equal(await svc.snapshot(), before, 'anonymous challenges cannot fill the store');
+      const nonce = Buffer.from(await d.challenge(), 'hex');
+      const forgedMac = Buffer.from(nonce);
+      forgedMac[forgedMac.length - 1] = (forgedMac[forgedMac.length - 1] ?? 0) ^ 1;
+      await refused(await d.evidence(forgedMac.toString('hex')), 'ATTEST_NONCE_UNKNOWN');
+      const longer = Buffer.from(nonce);
+      longer.writeBigUInt64BE(longer.readBigUInt64BE(0) + 3_600_000n, 0); // a later expiry breaks the MAC
+      await refused(await d.evidence(longer.toString('hex')), 'ATTEST_NONCE_UNKNOWN');
     });
 
     test('quarantine revokes current certificates onto the CRL; release lets the device attest afresh', async () => {

@@ -197,7 +197,7 @@ export function createCrl(options: CreateCrlOptions): Crl {
       ),
     ),
   );
-  const signature = sign('sha256', tbsCertList, { key: ca.key, dsaEncoding: 'der' });
+  const signature = sign('sha256', tbsCertList, ca.key); // DER ECDSA-Sig-Value (the default encoding)
   const der = derSequence(tbsCertList, ECDSA_WITH_SHA256_DER, derBitString(signature));
   return { der, pem: toPem(der, 'X509 CRL') };
 }

@@ -53,6 +53,18 @@ export function derCommonNameOnly(cn: string): Buffer {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+const oidContents = new Map<string, Buffer>();
+/** Content octets of an OID's encoding, memoized (a CSR check reads one per name attribute). */
+function oidContentOf(oid: string): Buffer {
+  let c = oidContents.get(oid);
+  if (!c) {
+    const encoded = derOid(oid);
+    c = contentOf(encoded, readElement(encoded, 0));
+    oidContents.set(oid, c);
+  }
+  return c;
+}
+
 /**
  * The one value of attribute `oid` (dotted) in an encoded Name, or undefined when it has none.
  * The Name must already have passed `readDer` (so its children are well-formed). Throws
@@ -67,8 +79,7 @@ export function readNameAttribute(
   codes: { readonly malformed: ErrorCode; readonly subject: ErrorCode },
 ): string | undefined {
   if (name.tag !== TAG.SEQUENCE) throw new HeptadError(codes.malformed, 'not a Name');
-  const encodedOid = derOid(oid);
-  const oidContent = contentOf(encodedOid, readElement(encodedOid, 0));
+  const oidContent = oidContentOf(oid);
   let found: string | undefined;
   for (const rdn of childrenOf(buf, name)) {
     const atvs = rdn.tag === TAG.SET ? childrenOf(buf, rdn) : [];

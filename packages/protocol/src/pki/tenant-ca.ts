@@ -209,7 +209,8 @@ export async function createTenantIssuingCa(options: TenantIssuingCaOptions): Pr
   if (problems.length > 0 || !opened) refuse(problems);
   const notBefore = new Date(now.getTime() - CA_BACKDATE_MS);
   const notAfter = new Date(now.getTime() + validityDays * DAY_MS);
-  if (notAfter.getTime() > opened.nodeCert.validToDate.getTime()) {
+  // Compared at the second: certificate times carry no fraction (RFC 5280 §4.1.2.5).
+  if (Math.floor(notAfter.getTime() / 1000) * 1000 > opened.nodeCert.validToDate.getTime()) {
     refuse([{ field: 'validityDays', problem: 'the issuing CA would outlive its root' }]);
   }
 

@@ -1,22 +1,18 @@
-import { randomBytes } from 'node:crypto';
 import {
   type AttestationEvidence,
   type ErrorCode,
   HeptadError,
   isHeptadError,
-  NONCE_BYTES,
   NONCE_TTL_MS,
 } from '@heptad/protocol';
 import type { Logger } from 'pino';
 import type { TenantPki } from '../pki/tenant-pki.ts';
 import { spkiSha256 } from '../pki/tenant-pki.ts';
 import type { Store } from '../store/store.ts';
-import type { NonceStore } from './nonce-store.ts';
+import type { NonceIssuer } from './nonce-store.ts';
 import { evidenceDigest, verifyEvidence } from './verify-evidence.ts';
 
-/** A device may hold this many unanswered challenges at once. */
-export const MAX_OUTSTANDING_CHALLENGES = 16;
-/** Expired nonces are purged on roughly one challenge in this many. */
+/** Answered nonces past their expiry are purged on one evidence in this many. */
 const PURGE_EVERY = 256;
 
 export interface AttestationResult {
@@ -42,10 +38,10 @@ export class AttestationService {
   readonly #pki: TenantPki;
   readonly #clock: () => Date;
   readonly #log: Logger | undefined;
-  readonly #nonces: NonceStore;
-  #challenges = 0;
+  readonly #nonces: NonceIssuer;
+  #answers = 0;
 
-  constructor(store: Store, nonces: NonceStore, pki: TenantPki, clock: () => Date, log?: Logger) {
+  constructor(store: Store, nonces: NonceIssuer, pki: TenantPki, clock: () => Date, log?: Logger) {
     this.#store = store;
     this.#nonces = nonces;
     this.#pki = pki;
@@ -53,22 +49,13 @@ export class AttestationService {
     this.#log = log;
   }
 
+  /** A fresh nonce for a registered device. Nothing is stored: the nonce carries its own proof. */
   async challenge(deviceId: string): Promise<{ nonce: string; expiresAt: string }> {
     const now = this.#clock();
     const device = await this.#store.platform().registry.attestationView(deviceId);
     if (!device) throw new HeptadError('ATTEST_DEVICE_UNKNOWN');
-    const nonce = randomBytes(NONCE_BYTES).toString('hex');
-    const expiresAt = new Date(now.getTime() + NONCE_TTL_MS).toISOString();
-    if (
-      !(await this.#nonces.issue(nonce, deviceId, now.toISOString(), expiresAt, MAX_OUTSTANDING_CHALLENGES))
-    ) {
-      throw new HeptadError('ATTEST_TOO_MANY_CHALLENGES');
-    }
-    if (++this.#challenges % PURGE_EVERY === 0) {
-      // Keep expired nonces one more lifetime, so a late answer still reads as "expired".
-      await this.#nonces.purge(new Date(now.getTime() - NONCE_TTL_MS).toISOString());
-    }
-    return { nonce, expiresAt };
+    const expiresAt = new Date(now.getTime() + NONCE_TTL_MS);
+    return { nonce: this.#nonces.issue(deviceId, expiresAt), expiresAt: expiresAt.toISOString() };
   }
 
   async attest(evidence: AttestationEvidence): Promise<AttestationResult> {
@@ -78,7 +65,7 @@ export class AttestationService {
     const device = await this.#store.platform().registry.attestationView(evidence.deviceId);
     let tenantId: string | null = device?.tenantId ?? null;
     // Set once the nonce checks passed: from then on the nonce is burnt whatever happens.
-    let burnPending = false;
+    let nonceExpiry: string | undefined;
     try {
       // 1–3: the device is registered, claimed, not quarantined.
       if (!device) throw new HeptadError('ATTEST_DEVICE_UNKNOWN');
@@ -86,12 +73,9 @@ export class AttestationService {
       tenantId = device.tenantId;
       if (device.quarantinedAt !== null) throw new HeptadError('ATTEST_DEVICE_QUARANTINED');
       // 4: the nonce is known, this device's, unexpired, unused — then burnt, whatever follows.
-      const record = await this.#nonces.get(evidence.nonce);
-      if (!record) throw new HeptadError('ATTEST_NONCE_UNKNOWN');
-      if (record.deviceId !== device.id) throw new HeptadError('ATTEST_NONCE_WRONG_DEVICE');
-      if (record.expiresAt <= nowIso) throw new HeptadError('ATTEST_NONCE_EXPIRED');
-      if (record.usedAt !== null) throw new HeptadError('ATTEST_NONCE_REPLAYED');
-      burnPending = true;
+      const { expiresAt } = this.#nonces.check(evidence.nonce, device.id, now);
+      if (await att.isNonceUsed(evidence.nonce)) throw new HeptadError('ATTEST_NONCE_REPLAYED');
+      nonceExpiry = expiresAt.toISOString();
       // 5–7 and the CSR: signature, binding, log replay, CSR.
       const verified = verifyEvidence(device, evidence, Buffer.from(evidence.nonce, 'hex'));
       // 8: every measured runtime is one the platform knows (apps: any, until app policy exists).
@@ -106,9 +90,9 @@ export class AttestationService {
       // One commit for the success path: burn the nonce (a concurrent replay that also got this
       // far loses here and rolls back), record the certificate, mark the device attested.
       await this.#store.transaction(async (s) => {
-        if (!(await this.#nonces.burn(evidence.nonce, nowIso, s.db)))
+        if (!(await s.attestation().burnNonce(evidence.nonce, String(nonceExpiry)))) {
           throw new HeptadError('ATTEST_NONCE_REPLAYED');
-        burnPending = false;
+        }
         await s.attestation().recordCertificate({
           serial: cert.serial,
           tenantId: claimedTenant,
@@ -138,7 +122,9 @@ export class AttestationService {
         },
       };
     } catch (e) {
-      if (burnPending) await this.#nonces.burn(evidence.nonce, nowIso);
+      if (nonceExpiry !== undefined && !(isHeptadError(e) && e.code === 'ATTEST_NONCE_REPLAYED')) {
+        await att.burnNonce(evidence.nonce, nonceExpiry);
+      }
       const code: ErrorCode = isHeptadError(e) ? e.code : 'INTERNAL_ERROR';
       if (code !== 'INTERNAL_ERROR') {
         await att.recordEvent({

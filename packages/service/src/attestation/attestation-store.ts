@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
+import { isUniqueViolation } from '../store/errors.ts';
 import type { Dialect } from '../store/migrations.ts';
 import { RawQuery } from '../store/raw-query.ts';
 import type { Database } from '../store/schema.ts';
@@ -14,17 +15,13 @@ export interface SecurityEvent {
   at: string;
 }
 
-export interface NonceRecord {
-  deviceId: string;
-  expiresAt: string;
-  usedAt: string | null;
-}
-
 /**
  * Attestation's own tables: challenge nonces, issued device certificates and security events.
  * Attestation runs before the device is authenticated, so this store is platform-wide; the
  * tenant-facing reads (events, certificates) filter on the tenant explicitly.
  */
+const NONCE_USED = new RawQuery<{ one: number }>('select 1 as one from used_nonces where nonce = ?');
+const BURN_NONCE = new RawQuery('insert into used_nonces (nonce, expires_at) values (?, ?)');
 const KEY_HOLDER = new RawQuery<{ device_id: string }>(
   'select device_id from device_certificates where spki_sha256 = ? and device_id <> ? limit 1',
 );
@@ -40,55 +37,24 @@ export class AttestationStore {
     this.#dialect = dialect;
   }
 
-  /**
-   * Adds a nonce unless the device already holds `max` unanswered ones, in one statement (no
-   * read-then-write round trip). The cap bounds the table against a flood of challenges; under
-   * PostgreSQL's read committed two racing challenges may both pass it, which is harmless.
-   * Returns false when the cap refused the nonce.
-   */
-  async addNonceCapped(
-    nonce: string,
-    deviceId: string,
-    now: string,
-    expiresAt: string,
-    max: number,
-  ): Promise<boolean> {
-    const r = await sql`
-      insert into attestation_nonces (nonce, device_id, expires_at, used_at)
-      select ${nonce}, ${deviceId}, ${expiresAt}, null
-      where (select count(*) from attestation_nonces
-             where device_id = ${deviceId} and expires_at > ${now} and used_at is null) < ${max}`.execute(
-      this.#db,
-    );
-    return Number(r.numAffectedRows ?? 0n) === 1;
+  async isNonceUsed(nonce: string): Promise<boolean> {
+    return (await NONCE_USED.first(this.#db, this.#dialect, [nonce])) !== undefined;
   }
 
-  async getNonce(nonce: string): Promise<NonceRecord | undefined> {
-    const r = await this.#db
-      .selectFrom('attestation_nonces')
-      .selectAll()
-      .where('nonce', '=', nonce)
-      .executeTakeFirst();
-    return r ? { deviceId: r.device_id, expiresAt: r.expires_at, usedAt: r.used_at } : undefined;
+  /** Records an answered nonce; false when it was recorded already (a concurrent replay lost). */
+  async burnNonce(nonce: string, expiresAt: string): Promise<boolean> {
+    try {
+      await BURN_NONCE.run(this.#db, this.#dialect, [nonce, expiresAt]);
+      return true;
+    } catch (e) {
+      if (isUniqueViolation(e)) return false;
+      throw e;
+    }
   }
 
-  /** Marks a nonce used; false when it already was (a concurrent replay lost the race). */
-  async burnNonce(nonce: string, now: string): Promise<boolean> {
-    const r = await this.#db
-      .updateTable('attestation_nonces')
-      .set({ used_at: now })
-      .where('nonce', '=', nonce)
-      .where('used_at', 'is', null)
-      .executeTakeFirst();
-    return Number(r.numUpdatedRows) === 1;
-  }
-
-  /** Drops nonces that expired before `before` (a used nonce is kept until then, so a replay still reads as one). */
+  /** Forgets answered nonces that expired before `before`: they can no longer pass the expiry check. */
   async purgeNonces(before: string): Promise<number> {
-    const r = await this.#db
-      .deleteFrom('attestation_nonces')
-      .where('expires_at', '<', before)
-      .executeTakeFirst();
+    const r = await this.#db.deleteFrom('used_nonces').where('expires_at', '<', before).executeTakeFirst();
     return Number(r.numDeletedRows);
   }
 

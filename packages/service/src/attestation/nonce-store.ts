@@ -1,95 +1,62 @@
-import type { Kysely } from 'kysely';
-import type { Database } from '../store/schema.ts';
-import type { AttestationStore, NonceRecord } from './attestation-store.ts';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { HeptadError } from '@heptad/protocol';
 
 /**
- * Where challenge nonces live until they are answered or expire. On PostgreSQL (several service
- * processes may share the store) they are rows; with the embedded SQLite store the service is
- * one process, so they live in memory — two writes per attestation saved. A restart forgets
- * outstanding nonces: devices ask again (they live 60 s anyway), and a forgotten nonce can only
- * be refused, never accepted.
+ * Challenge nonces that need no storage until they are answered: each carries its expiry and a
+ * MAC that binds it to the device it was issued to, under a key derived from the service master
+ * key (so every service process sharing the store and master key accepts it). Issuing a
+ * challenge therefore writes nothing — an anonymous flood of challenges cannot fill the store —
+ * and only an answered nonce is recorded (in `used_nonces`, until it expires) to stop replays.
+ *
+ *     expiresAt u64 ms ‖ device id 32 B ‖ random 16 B ‖ HMAC-SHA256(key, "nonce" ‖ the 56 bytes before)[0..20)
+ *
+ * The device id travels inside the MAC, so an authentic nonce names its device: another
+ * device's nonce reads as "wrong device", forged bytes as "unknown".
  */
-export interface NonceStore {
-  issue(nonce: string, deviceId: string, now: string, expiresAt: string, max: number): Promise<boolean>;
-  get(nonce: string): Promise<NonceRecord | undefined>;
-  /** false when already burnt (a concurrent replay lost); `trx` joins the caller's transaction */
-  burn(nonce: string, now: string, trx?: Kysely<Database>): Promise<boolean>;
-  purge(before: string): Promise<void>;
+export const NONCE_LENGTH = 76;
+const DEVICE = 32;
+const RANDOM = 16;
+const MAC = 20;
+const BODY = 8 + DEVICE + RANDOM;
+
+export interface CheckedNonce {
+  readonly expiresAt: Date;
 }
 
-export class SqlNonceStore implements NonceStore {
-  readonly #store: (db?: Kysely<Database>) => AttestationStore;
-  constructor(store: (db?: Kysely<Database>) => AttestationStore) {
-    this.#store = store;
-  }
-  issue(nonce: string, deviceId: string, now: string, expiresAt: string, max: number) {
-    return this.#store().addNonceCapped(nonce, deviceId, now, expiresAt, max);
-  }
-  get(nonce: string) {
-    return this.#store().getNonce(nonce);
-  }
-  burn(nonce: string, now: string, trx?: Kysely<Database>) {
-    return this.#store(trx).burnNonce(nonce, now);
-  }
-  async purge(before: string) {
-    await this.#store().purgeNonces(before);
-  }
-}
+export class NonceIssuer {
+  readonly #key: Buffer;
 
-/** The hard cap on nonces held in memory, whatever the per-device cap allows. */
-export const MEMORY_NONCE_LIMIT = 1_000_000;
-
-export class MemoryNonceStore implements NonceStore {
-  readonly #nonces = new Map<string, { deviceId: string; expiresAt: string; usedAt: string | null }>();
-  readonly #outstanding = new Map<string, number>();
-
-  async issue(
-    nonce: string,
-    deviceId: string,
-    now: string,
-    expiresAt: string,
-    max: number,
-  ): Promise<boolean> {
-    if (this.#nonces.size >= MEMORY_NONCE_LIMIT) await this.purge(now);
-    if (this.#nonces.size >= MEMORY_NONCE_LIMIT) return false;
-    // Per-device count of unanswered nonces (burn and purge keep it exact).
-    let open = this.#outstanding.get(deviceId) ?? 0;
-    if (open >= max) {
-      await this.purge(now);
-      open = this.#outstanding.get(deviceId) ?? 0;
-      if (open >= max) return false;
-    }
-    this.#nonces.set(nonce, { deviceId, expiresAt, usedAt: null });
-    this.#outstanding.set(deviceId, open + 1);
-    return true;
+  constructor(key: Buffer) {
+    this.#key = key;
   }
 
-  async get(nonce: string): Promise<NonceRecord | undefined> {
-    const r = this.#nonces.get(nonce);
-    return r ? { ...r } : undefined;
+  #mac(body: Buffer): Buffer {
+    return createHmac('sha256', this.#key).update('nonce').update(body).digest().subarray(0, MAC);
   }
 
-  async burn(nonce: string, now: string): Promise<boolean> {
-    const r = this.#nonces.get(nonce);
-    if (!r || r.usedAt !== null) return false;
-    r.usedAt = now;
-    this.#release(r.deviceId);
-    return true;
+  issue(deviceId: string, expiresAt: Date): string {
+    const body = Buffer.alloc(BODY);
+    body.writeBigUInt64BE(BigInt(expiresAt.getTime()), 0);
+    Buffer.from(deviceId, 'hex').copy(body, 8);
+    randomBytes(RANDOM).copy(body, 8 + DEVICE);
+    return Buffer.concat([body, this.#mac(body)]).toString('hex');
   }
 
-  /** Forgets expired nonces; `before` is the current time (anything expired is gone). */
-  async purge(before: string): Promise<void> {
-    for (const [k, r] of this.#nonces) {
-      if (r.expiresAt <= before) {
-        this.#nonces.delete(k);
-        if (r.usedAt === null) this.#release(r.deviceId);
-      }
-    }
-  }
-
-  #release(deviceId: string): void {
-    const n = (this.#outstanding.get(deviceId) ?? 1) - 1;
-    if (n <= 0) this.#outstanding.delete(deviceId);
-    else this.#outstanding.set(deviceId, n);
+  /**
+   * Checks a nonce for `deviceId`, in the order the attestation flow asks: issued by this service
+   * (ATTEST_NONCE_UNKNOWN), to this device (ATTEST_NONCE_WRONG_DEVICE), still valid
+   * (ATTEST_NONCE_EXPIRED). Whether it was used already is the caller's store's question.
+   */
+  check(nonceHex: string, deviceId: string, now: Date): CheckedNonce {
+    const nonce = Buffer.from(nonceHex, 'hex');
+    if (nonce.length !== NONCE_LENGTH) throw new HeptadError('ATTEST_NONCE_UNKNOWN');
+    const body = nonce.subarray(0, BODY);
+    if (!timingSafeEqual(nonce.subarray(BODY), this.#mac(body)))
+      throw new HeptadError('ATTEST_NONCE_UNKNOWN');
+    if (!body.subarray(8, 8 + DEVICE).equals(Buffer.from(deviceId, 'hex')))
+      throw new HeptadError('ATTEST_NONCE_WRONG_DEVICE');
+    const expiresAt = new Date(Number(body.readBigUInt64BE(0)));
+    if (expiresAt.getTime() <= now.getTime()) throw new HeptadError('ATTEST_NONCE_EXPIRED');
+    return { expiresAt };
   }
 }

@@ -8,13 +8,15 @@ import { DEFAULT_ROTATION_OVERLAP_DAYS } from '../pki/tenant-pki.ts';
 import type { AttestationService } from './attestation-service.ts';
 
 const Hex32 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+/** A challenge nonce: 76 bytes, hex (see nonce-store.ts). */
+const Nonce = Type.String({ pattern: '^[0-9a-f]{152}$' });
 const Base64 = (maxLength: number) =>
   Type.String({ minLength: 4, maxLength, pattern: '^[A-Za-z0-9+/]+={0,2}$' });
 
 const Evidence = Type.Object(
   {
     deviceId: DeviceId,
-    nonce: Hex32,
+    nonce: Nonce,
     quote: Type.Object({ attest: Base64(2048), signature: Base64(1024) }, { additionalProperties: false }),
     log: Type.Array(
       Type.Object(
@@ -79,8 +81,8 @@ export function attestationRoutes(app: App, { attestation, pki, store, clock }: 
         security: [],
         body: Type.Object({ deviceId: DeviceId }, { additionalProperties: false }),
         response: {
-          201: Type.Object({ nonce: Hex32, expiresAt: Timestamp }),
-          ...errorResponses(404, 429),
+          201: Type.Object({ nonce: Nonce, expiresAt: Timestamp }),
+          ...errorResponses(404),
         },
       },
     },

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { HeptadError } from '@heptad/protocol';
 
 /**
@@ -14,6 +14,11 @@ export class KeyStore {
   constructor(masterKey: Buffer) {
     if (masterKey.length !== 32) throw new HeptadError('CONFIG_INVALID', 'the master key must be 32 bytes');
     this.#master = masterKey;
+  }
+
+  /** A 32-byte key for one purpose, derived from the master key (HKDF-SHA256, RFC 5869). */
+  derive(purpose: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.#master, Buffer.alloc(0), `heptad:${purpose}`, 32));
   }
 
   seal(plain: Buffer, label: string): Buffer {

@@ -120,22 +120,11 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .addUniqueConstraint('tenant_cas_generation', ['tenant_id', 'kind', 'generation'])
           .execute();
         await db.schema
-          .createTable('attestation_nonces')
+          .createTable('used_nonces')
           .addColumn('nonce', 'text', (c) => c.primaryKey())
-          .addColumn('device_id', 'text', (c) => c.notNull())
           .addColumn('expires_at', 'text', (c) => c.notNull())
-          .addColumn('used_at', 'text')
           .execute();
-        await db.schema
-          .createIndex('attestation_nonces_device')
-          .on('attestation_nonces')
-          .columns(['device_id', 'expires_at'])
-          .execute();
-        await db.schema
-          .createIndex('attestation_nonces_expiry')
-          .on('attestation_nonces')
-          .column('expires_at')
-          .execute();
+        await db.schema.createIndex('used_nonces_expiry').on('used_nonces').column('expires_at').execute();
         await db.schema
           .createTable('device_certificates')
           .addColumn('serial', 'text', (c) => c.primaryKey())

@@ -96,11 +96,10 @@ export interface TenantCasTable {
   created_at: string;
 }
 
-export interface AttestationNoncesTable {
+/** Answered challenge nonces, kept until they expire (replay protection). */
+export interface UsedNoncesTable {
   nonce: string;
-  device_id: string;
   expires_at: string;
-  used_at: string | null;
 }
 
 export interface DeviceCertificatesTable {
@@ -141,7 +140,7 @@ export interface Database {
   devices: DevicesTable;
   audit_events: AuditEventsTable;
   tenant_cas: TenantCasTable;
-  attestation_nonces: AttestationNoncesTable;
+  used_nonces: UsedNoncesTable;
   device_certificates: DeviceCertificatesTable;
   security_events: SecurityEventsTable;
   runtime_images: RuntimeImagesTable;

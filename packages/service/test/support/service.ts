@@ -71,7 +71,7 @@ const TABLES = {
   devices: 'id',
   audit_events: 'seq',
   tenant_cas: 'id',
-  attestation_nonces: 'nonce',
+  used_nonces: 'nonce',
   device_certificates: 'serial',
   security_events: 'id',
   runtime_images: 'digest',
