@@ -105,6 +105,7 @@ export class AttestationService {
         });
         await s.platform().registry.markAttested(device.id, nowIso);
       });
+      if (++this.#answers % PURGE_EVERY === 0) await att.purgeNonces(nowIso);
       this.#log?.info(
         { deviceId: device.id, tenantId, serial: cert.serial, rotKind: device.rotKind },
         'certificate issued',

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Kysely, sql } from 'kysely';
+import type { Kysely } from 'kysely';
 import { isUniqueViolation } from '../store/errors.ts';
 import type { Dialect } from '../store/migrations.ts';
 import { RawQuery } from '../store/raw-query.ts';
