@@ -353,6 +353,25 @@ for (const backend of backends()) {
       }
     });
 
+    test('a cached token is still refused the moment it expires', async () => {
+      const u = await svc.call('POST', '/v1/users', {
+        token: a.tokens.Administrator,
+        body: { email: 'cached@contoso.com', role: 'Reader', expiresInDays: 1 },
+      });
+      const token = String(u.json['token']);
+      const expiry = Date.parse(String(u.json['tokenExpiresAt']));
+      const saved = svc.now;
+      try {
+        svc.now = new Date(expiry - 1000);
+        assert.equal((await svc.call('GET', '/v1/products', { token })).status, 200, 'resolved and cached');
+        svc.now = new Date(expiry + 1000); // inside the cache window, past the expiry
+        const r = await svc.call('GET', '/v1/products', { token });
+        assert.equal(r.json.code, 'AUTH_TOKEN_EXPIRED');
+      } finally {
+        svc.now = saved;
+      }
+    });
+
     test('health, readiness, metrics and the OpenAPI document', async () => {
       assert.equal((await svc.call('GET', '/healthz')).json['status'], 'ok');
       assert.equal((await svc.call('GET', '/readyz')).json['status'], 'ready');
