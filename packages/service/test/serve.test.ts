@@ -161,6 +161,22 @@ describe('heptad serve: first start, restart, TLS', () => {
     );
   });
 
+  test('a second service on the same data folder is refused with DATA_DIR_UNUSABLE', async () => {
+    const data = join(tempDir(), 'data');
+    const config = resolveConfig({ data, listen: '127.0.0.1:0', insecureHttp: true });
+    const first = await startService(config, { logger: capture().logger, env: {} });
+    try {
+      await assert.rejects(
+        startService(config, { logger: capture().logger, env: {} }),
+        (e: unknown) => e instanceof HeptadError && e.code === 'DATA_DIR_UNUSABLE',
+      );
+      const ok = await first.app.inject({ method: 'GET', url: '/readyz' });
+      assert.equal(ok.statusCode, 200, 'the first service is unharmed');
+    } finally {
+      await first.close();
+    }
+  });
+
   test('a data directory that is a file is refused with DATA_DIR_UNUSABLE', async () => {
     const file = join(tempDir(), 'not-a-dir');
     writeFileSync(file, 'x');

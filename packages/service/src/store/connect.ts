@@ -1,3 +1,4 @@
+import { HeptadError } from '@heptad/protocol';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { type Dialect, migrateToLatest } from './migrations.ts';
@@ -41,10 +42,25 @@ export async function connect(options: ConnectOptions): Promise<Connection> {
     dialect = 'sqlite';
     const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
     const database = openNodeSqlite(path);
-    // WAL for concurrent readers, foreign keys on, wait instead of failing when busy.
-    database.raw.exec(
-      'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
-    );
+    // The embedded store belongs to one service process: exclusive locking (set before WAL, so
+    // SQLite never uses the shared-memory index) saves the per-statement locking work, and a
+    // second service started on the same data folder is refused at once instead of corrupting
+    // nothing slowly. WAL for crash safety, foreign keys on.
+    try {
+      database.raw.exec(
+        'PRAGMA locking_mode = EXCLUSIVE; PRAGMA busy_timeout = 0; PRAGMA journal_mode = WAL; ' +
+          'PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; BEGIN IMMEDIATE; COMMIT; PRAGMA busy_timeout = 5000;',
+      );
+    } catch (cause) {
+      database.close();
+      throw new HeptadError(
+        'DATA_DIR_UNUSABLE',
+        `${path} is in use by another Heptad service (or cannot be opened)`,
+        {
+          cause,
+        },
+      );
+    }
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
   }
   try {
