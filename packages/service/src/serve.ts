@@ -95,7 +95,7 @@ export async function startService(
   const keys = new KeyStore(masterKey);
 
   const connection = await connect({ url: config.db });
-  const store = new Store(connection.db, connection.dialect);
+  const store = new Store(connection.db, connection.dialect, connection.sync);
   try {
     const tokenPath = join(config.dataDir, OPERATOR_TOKEN_FILE);
     const created = await store.transaction((s) => s.platform().users.createOperatorIfMissing(clock()));

@@ -372,6 +372,33 @@ for (const backend of backends()) {
       }
     });
 
+    test('a read never sees another request’s uncommitted change', async () => {
+      const d = await registerDevice(svc);
+      await svc.call('POST', '/v1/devices/claim', {
+        token: a.tokens.Contributor,
+        body: { deviceIds: [d.id] },
+      });
+      const ctx = {
+        actor: { userId: 'test', email: 't@example.com', role: 'Contributor' as const, tenantId: a.id },
+        requestId: 'test',
+        now: svc.now,
+      };
+      let read: Promise<Awaited<ReturnType<typeof svc.call>>> | undefined;
+      await assert.rejects(
+        svc.store.transaction(async (s) => {
+          await s.forTenant(a.id).devices.update(ctx, d.id, { deviceGroup: 'DW100/Production' });
+          // Issued while the change is uncommitted; it must wait for, or see past, this transaction.
+          read = svc.call('GET', `/v1/devices/${d.id}`, { token: a.tokens.Reader });
+          await new Promise((r) => setTimeout(r, 20));
+          throw new Error('roll back');
+        }),
+        /roll back/,
+      );
+      const r = await read;
+      assert.equal(r?.status, 200);
+      assert.equal(r?.json['deviceGroupId'], null, 'the rolled-back change was never visible');
+    });
+
     test('health, readiness, metrics and the OpenAPI document', async () => {
       assert.equal((await svc.call('GET', '/healthz')).json['status'], 'ok');
       assert.equal((await svc.call('GET', '/readyz')).json['status'], 'ready');

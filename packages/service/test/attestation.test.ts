@@ -122,6 +122,26 @@ for (const backend of backends()) {
       await refused(await q.evidence(nonce), 'ATTEST_DEVICE_QUARANTINED', 403);
     });
 
+    test('evidence for an unregistered id is refused and stores nothing (it belongs to no tenant)', async () => {
+      const d = await device();
+      const e = wire(await d.evidence(await d.challenge()));
+      const before = await svc.snapshot();
+      const r = await send({ ...e, deviceId: 'c'.repeat(64) });
+      assert.equal(r.json.code, 'ATTEST_DEVICE_UNKNOWN');
+      assert.equal(r.status, 404);
+      assert.equal(await svc.snapshot(), before);
+    });
+
+    test('checks the runtime policy before the CSR, in the documented order', async () => {
+      const d = await device();
+      await d.measure({
+        kind: 'runtime',
+        digest: createHash('sha256').update('unknown runtime').digest('hex'),
+      });
+      const e = await d.evidence(await d.challenge(), { csrCommonName: 'e'.repeat(64) });
+      await refused(e, 'ATTEST_RUNTIME_UNKNOWN', 403);
+    });
+
     test('refuses unknown, foreign, expired and replayed nonces', async () => {
       const d = await device();
       const other = await device();

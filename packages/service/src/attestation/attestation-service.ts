@@ -10,7 +10,7 @@ import type { TenantPki } from '../pki/tenant-pki.ts';
 import { spkiSha256 } from '../pki/tenant-pki.ts';
 import type { Store } from '../store/store.ts';
 import type { NonceIssuer } from './nonce-store.ts';
-import { evidenceDigest, verifyEvidence } from './verify-evidence.ts';
+import { evidenceDigest, verifyDeviceCsr, verifyQuoteAndLog } from './verify-evidence.ts';
 
 /** Answered nonces past their expiry are purged on one evidence in this many. */
 const PURGE_EVERY = 256;
@@ -76,16 +76,17 @@ export class AttestationService {
       const { expiresAt } = this.#nonces.check(evidence.nonce, device.id, now);
       if (await att.isNonceUsed(evidence.nonce)) throw new HeptadError('ATTEST_NONCE_REPLAYED');
       nonceExpiry = expiresAt.toISOString();
-      // 5–7 and the CSR: signature, binding, log replay, CSR.
-      const verified = verifyEvidence(device, evidence, Buffer.from(evidence.nonce, 'hex'));
-      // 8: every measured runtime is one the platform knows (apps: any, until app policy exists).
-      const known = await att.knownRuntimeDigests(verified.runtimeDigests);
-      if (verified.runtimeDigests.some((d) => !known.has(d))) throw new HeptadError('ATTEST_RUNTIME_UNKNOWN');
-      // 9: the TLS key is not certified for another device.
-      const keyHash = spkiSha256(verified.csrSpkiDer);
+      // 5–8: the quote's signature, its binding to nonce and CSR, its register, the log replay.
+      const quoted = verifyQuoteAndLog(device, evidence, Buffer.from(evidence.nonce, 'hex'));
+      // 9: every measured runtime is one the platform knows (apps: any, until app policy exists).
+      const known = await att.knownRuntimeDigests(quoted.runtimeDigests);
+      if (quoted.runtimeDigests.some((d) => !known.has(d))) throw new HeptadError('ATTEST_RUNTIME_UNKNOWN');
+      // 10–11: the CSR is valid and for this device, and its key is not certified for another.
+      const spkiDer = verifyDeviceCsr(device.id, quoted.csrDer);
+      const keyHash = spkiSha256(spkiDer);
       if (await att.keyHolder(keyHash, device.id)) throw new HeptadError('ATTEST_CSR_KEY_REUSED');
 
-      const cert = await this.#pki.issueDeviceCertificate(device.tenantId, device.id, verified.csrSpkiDer);
+      const cert = await this.#pki.issueDeviceCertificate(device.tenantId, device.id, spkiDer);
       const claimedTenant = device.tenantId;
       // One commit for the success path: burn the nonce (a concurrent replay that also got this
       // far loses here and rolls back), record the certificate, mark the device attested.
@@ -127,7 +128,11 @@ export class AttestationService {
         await att.burnNonce(evidence.nonce, nonceExpiry);
       }
       const code: ErrorCode = isHeptadError(e) ? e.code : 'INTERNAL_ERROR';
-      if (code !== 'INTERNAL_ERROR') {
+      // Evidence for an id nobody registered belongs to no tenant: logged, not stored, so an
+      // anonymous sender cannot grow the store with it.
+      if (code === 'ATTEST_DEVICE_UNKNOWN') {
+        this.#log?.warn({ deviceId: evidence.deviceId, reason: code }, 'attestation refused');
+      } else if (code !== 'INTERNAL_ERROR') {
         await att.recordEvent({
           tenantId,
           deviceId: evidence.deviceId,

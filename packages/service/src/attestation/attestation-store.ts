@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { isUniqueViolation } from '../store/errors.ts';
-import type { Dialect } from '../store/migrations.ts';
-import { RawQuery } from '../store/raw-query.ts';
+import { RawQuery, type SqlTarget } from '../store/raw-query.ts';
 import type { Database } from '../store/schema.ts';
 
 export interface SecurityEvent {
@@ -31,20 +30,20 @@ const INSERT_CERTIFICATE = new RawQuery(
 
 export class AttestationStore {
   readonly #db: Kysely<Database>;
-  readonly #dialect: Dialect;
-  constructor(db: Kysely<Database>, dialect: Dialect) {
+  readonly #sql: SqlTarget;
+  constructor(db: Kysely<Database>, sql: SqlTarget) {
     this.#db = db;
-    this.#dialect = dialect;
+    this.#sql = sql;
   }
 
   async isNonceUsed(nonce: string): Promise<boolean> {
-    return (await NONCE_USED.first(this.#db, this.#dialect, [nonce])) !== undefined;
+    return (await NONCE_USED.first(this.#db, this.#sql, [nonce])) !== undefined;
   }
 
   /** Records an answered nonce; false when it was recorded already (a concurrent replay lost). */
   async burnNonce(nonce: string, expiresAt: string): Promise<boolean> {
     try {
-      await BURN_NONCE.run(this.#db, this.#dialect, [nonce, expiresAt]);
+      await BURN_NONCE.run(this.#db, this.#sql, [nonce, expiresAt]);
       return true;
     } catch (e) {
       if (isUniqueViolation(e)) return false;
@@ -60,7 +59,7 @@ export class AttestationStore {
 
   /** The device, if any, other than `deviceId` that holds a certificate for this key. */
   async keyHolder(spkiSha256: string, deviceId: string): Promise<string | undefined> {
-    return (await KEY_HOLDER.first(this.#db, this.#dialect, [spkiSha256, deviceId]))?.device_id;
+    return (await KEY_HOLDER.first(this.#db, this.#sql, [spkiSha256, deviceId]))?.device_id;
   }
 
   async recordCertificate(c: {
@@ -73,7 +72,7 @@ export class AttestationStore {
     notBefore: string;
     notAfter: string;
   }): Promise<void> {
-    await INSERT_CERTIFICATE.run(this.#db, this.#dialect, [
+    await INSERT_CERTIFICATE.run(this.#db, this.#sql, [
       c.serial,
       c.tenantId,
       c.deviceId,

@@ -2,7 +2,15 @@ import { DEVICE_ID_PATTERN, HeptadError, MAX_LOG_ENTRIES } from '@heptad/protoco
 import { Type } from 'typebox';
 import { access, changeContext, tenantScope } from '../http/auth.ts';
 import type { App, RouteDeps } from '../http/deps.ts';
-import { DeviceId, errorResponses, Limit, Timestamp, Uuid } from '../http/schemas.ts';
+import {
+  DeviceId,
+  errorResponses,
+  Limit,
+  NullableString,
+  NullableUuid,
+  Timestamp,
+  Uuid,
+} from '../http/schemas.ts';
 import type { TenantPki } from '../pki/tenant-pki.ts';
 import { DEFAULT_ROTATION_OVERLAP_DAYS } from '../pki/tenant-pki.ts';
 import type { AttestationService } from './attestation-service.ts';
@@ -241,11 +249,11 @@ export function attestationRoutes(app: App, { attestation, pki, store, clock }: 
             items: Type.Array(
               Type.Object({
                 id: Uuid,
-                tenantId: Type.Union([Uuid, Type.Null()]),
+                tenantId: NullableUuid,
                 deviceId: Type.String(),
                 kind: Type.String(),
                 reason: Type.String(),
-                evidenceDigest: Type.Union([Type.String(), Type.Null()]),
+                evidenceDigest: NullableString(),
                 at: Timestamp,
               }),
             ),

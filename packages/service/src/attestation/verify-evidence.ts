@@ -34,9 +34,9 @@ export interface AttestingDevice {
   readonly measurementPcr: number;
 }
 
-export interface VerifiedEvidence {
-  /** the TLS client key the certificate is for */
-  readonly csrSpkiDer: Buffer;
+export interface QuotedEvidence {
+  /** the CSR the quote vouches for (not yet checked itself) */
+  readonly csrDer: Buffer;
   readonly runtimeDigests: readonly string[];
 }
 
@@ -65,27 +65,26 @@ function decodeBase64(s: string, field: string): Buffer {
 }
 
 /**
- * Checks the cryptographic part of attestation evidence, in the order the threat model asks:
- * the quote is signed by the registered identity key; it covers this nonce bound to this CSR;
- * the measurement log replays to the quoted register; the CSR is well formed and self-signed.
- * (Device registry, claim, quarantine and nonce checks come before this; the runtime-image
- * policy after.) Pure: bytes and keys in, a value out or a coded error.
+ * The quote and the log: the quote is signed by the registered identity key (checked before the
+ * quote is parsed); it covers this nonce bound to this CSR; it covers exactly the device's
+ * measurement register; the log replays to the quoted value. Pure: bytes and keys in, the CSR
+ * bytes and the measured runtimes out, or a coded error. (Registry, claim, quarantine and nonce
+ * checks come before; runtime policy, then the CSR itself, after.)
  */
-export function verifyEvidence(
+export function verifyQuoteAndLog(
   device: AttestingDevice,
   evidence: AttestationEvidence,
   nonce: Buffer,
-): VerifiedEvidence {
+): QuotedEvidence {
   const attest = decodeBase64(evidence.quote.attest, 'quote.attest');
   const signature = decodeBase64(evidence.quote.signature, 'quote.signature');
   const csrDer = decodeBase64(evidence.csr, 'csr');
-  const identity = identityKey(device.publicKeyPem);
   const digests = evidence.log.map((e) => Buffer.from(e.digest, 'hex'));
   try {
     verifyQuote({
       attest,
       signature,
-      publicKey: identity,
+      publicKey: identityKey(device.publicKeyPem),
       expectedExtraData: attestationBinding(nonce, csrDer),
       expectedPcrs: [device.measurementPcr],
       pcrValues: new Map([[device.measurementPcr, replayMeasurements(digests)]]),
@@ -94,21 +93,21 @@ export function verifyEvidence(
     if (isHeptadError(e)) throw new HeptadError(mapQuoteError(e.code), e.message, { cause: e });
     throw e;
   }
-  let spkiDer: Buffer;
+  return { csrDer, runtimeDigests: evidence.log.filter((e) => e.kind === 'runtime').map((e) => e.digest) };
+}
+
+/** The CSR: well formed, self-signed (proof of possession of the TLS key), for this device. */
+export function verifyDeviceCsr(deviceId: string, csrDer: Buffer): Buffer {
   try {
     const csr = verifyCsr(csrDer);
-    if (csr.subjectCommonName !== undefined && csr.subjectCommonName !== device.id) {
+    if (csr.subjectCommonName !== undefined && csr.subjectCommonName !== deviceId) {
       throw new HeptadError('ATTEST_CSR_SUBJECT_MISMATCH');
     }
-    spkiDer = csr.spkiDer;
+    return csr.spkiDer;
   } catch (e) {
     if (isHeptadError(e) && e.code === 'ATTEST_CSR_SUBJECT_MISMATCH') throw e;
     throw new HeptadError('ATTEST_CSR_INVALID', isHeptadError(e) ? e.message : undefined, { cause: e });
   }
-  return {
-    csrSpkiDer: spkiDer,
-    runtimeDigests: evidence.log.filter((e) => e.kind === 'runtime').map((e) => e.digest),
-  };
 }
 
 /** Digest of the evidence as received, kept with a refusal so it can be matched later. */

@@ -1,13 +1,13 @@
 import { Type } from 'typebox';
 import { access, principalOf } from '../http/auth.ts';
 import type { App, RouteDeps } from '../http/deps.ts';
-import { errorResponses, Limit, Timestamp } from '../http/schemas.ts';
+import { errorResponses, Limit, NullableString, Timestamp } from '../http/schemas.ts';
 
 const AuditEventSchema = Type.Object(
   {
     id: Type.String(),
     seq: Type.Integer(),
-    tenantId: Type.Union([Type.String(), Type.Null()]),
+    tenantId: NullableString(),
     actorId: Type.String(),
     actorRole: Type.String(),
     action: Type.String(),
@@ -39,7 +39,7 @@ export function auditRoutes(app: App, { store }: RouteDeps): void {
         response: {
           200: Type.Object({
             items: Type.Array(Type.Ref('AuditEvent')),
-            nextCursor: Type.Union([Type.String(), Type.Null()]),
+            nextCursor: NullableString(),
           }),
           ...errorResponses(),
         },

@@ -5,8 +5,7 @@ import { AuditStore } from '../audit/audit-store.ts';
 import type { ChangeContext } from '../context.ts';
 import type { ProductStore } from '../products/product-store.ts';
 import { mapUnique } from '../store/errors.ts';
-import type { Dialect } from '../store/migrations.ts';
-import { RawQuery } from '../store/raw-query.ts';
+import { RawQuery, type SqlTarget } from '../store/raw-query.ts';
 import type { Database } from '../store/schema.ts';
 import { assertTpmPublicMatches } from './tpm-registration.ts';
 
@@ -135,10 +134,10 @@ const TENANT_DEVICE = new RawQuery<DeviceRow>(
 /** The platform-wide device registry: the operator's view (Store.platform()). */
 export class DeviceRegistry {
   readonly #db: Kysely<Database>;
-  readonly #dialect: Dialect;
-  constructor(db: Kysely<Database>, dialect: Dialect) {
+  readonly #sql: SqlTarget;
+  constructor(db: Kysely<Database>, sql: SqlTarget) {
     this.#db = db;
-    this.#dialect = dialect;
+    this.#sql = sql;
   }
 
   async register(ctx: ChangeContext, reg: Registration): Promise<RegisteredDevice> {
@@ -180,7 +179,7 @@ export class DeviceRegistry {
   }
 
   async attestationView(id: string): Promise<AttestationView | undefined> {
-    const r = await ATTESTATION_VIEW.first(this.#db, this.#dialect, [id]);
+    const r = await ATTESTATION_VIEW.first(this.#db, this.#sql, [id]);
     return r
       ? {
           id: r.id,
@@ -194,7 +193,7 @@ export class DeviceRegistry {
   }
 
   async markAttested(id: string, at: string): Promise<void> {
-    await MARK_ATTESTED.run(this.#db, this.#dialect, [at, id]);
+    await MARK_ATTESTED.run(this.#db, this.#sql, [at, id]);
   }
 
   async get(id: string): Promise<RegisteredDevice> {
@@ -252,18 +251,18 @@ export class TenantDeviceStore {
   readonly #db: Kysely<Database>;
   readonly #tenantId: string;
   readonly #products: ProductStore;
-  readonly #dialect: Dialect;
+  readonly #sql: SqlTarget;
 
-  constructor(db: Kysely<Database>, dialect: Dialect, tenantId: string, products: ProductStore) {
+  constructor(db: Kysely<Database>, sql: SqlTarget, tenantId: string, products: ProductStore) {
     this.#db = db;
-    this.#dialect = dialect;
+    this.#sql = sql;
     this.#tenantId = tenantId;
     this.#products = products;
   }
 
   /** The hot read (GET /v1/devices/:id): fixed SQL, always filtered on this tenant. */
   async get(id: string): Promise<Device> {
-    const row = await TENANT_DEVICE.first(this.#db, this.#dialect, [this.#tenantId, id]);
+    const row = await TENANT_DEVICE.first(this.#db, this.#sql, [this.#tenantId, id]);
     if (!row) throw new HeptadError('DEVICE_NOT_FOUND');
     return toDevice(row);
   }
@@ -361,7 +360,7 @@ export class TenantDeviceStore {
       .where('tenant_id', '=', this.#tenantId)
       .where('id', '=', device.id)
       .execute();
-    const revoked = await new AttestationStore(this.#db, this.#dialect).revokeDeviceCertificates(
+    const revoked = await new AttestationStore(this.#db, this.#sql).revokeDeviceCertificates(
       this.#tenantId,
       device.id,
       now,

@@ -2,16 +2,27 @@ import { DEFAULT_MEASUREMENT_PCR, HeptadError } from '@heptad/protocol';
 import { Type } from 'typebox';
 import { access, changeContext, principalOf, tenantScope } from '../http/auth.ts';
 import type { App, RouteDeps } from '../http/deps.ts';
-import { DeviceGroupRef, DeviceId, errorResponses, Limit, Timestamp, Uuid } from '../http/schemas.ts';
+import {
+  DeviceGroupRef,
+  DeviceId,
+  errorResponses,
+  Limit,
+  NullableString,
+  NullableTimestamp,
+  NullableUuid,
+  Timestamp,
+  Uuid,
+} from '../http/schemas.ts';
 import { MAX_CLAIM_BATCH } from './device-store.ts';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+const NullableText = NullableString();
 
 const DeviceFields = {
   measurementPcr: Type.Integer(),
-  quarantinedAt: Nullable(Timestamp),
-  quarantineReason: Nullable(Type.String()),
-  lastAttestedAt: Nullable(Timestamp),
+  quarantinedAt: NullableTimestamp,
+  quarantineReason: NullableText,
+  lastAttestedAt: NullableTimestamp,
 };
 
 const DeviceSchema = Type.Object(
@@ -20,12 +31,12 @@ const DeviceSchema = Type.Object(
     rotKind: Type.String(),
     ...DeviceFields,
     registeredAt: Timestamp,
-    tenantId: Nullable(Uuid),
-    claimedAt: Nullable(Timestamp),
-    deviceGroupId: Nullable(Uuid),
-    deviceGroupName: Nullable(Type.String()),
-    productId: Nullable(Uuid),
-    productName: Nullable(Type.String()),
+    tenantId: NullableUuid,
+    claimedAt: NullableTimestamp,
+    deviceGroupId: NullableUuid,
+    deviceGroupName: NullableText,
+    productId: NullableUuid,
+    productName: NullableText,
   },
   { $id: 'Device' },
 );
@@ -35,14 +46,14 @@ const RegisteredDeviceSchema = Type.Object(
     id: DeviceId,
     rotKind: Type.String(),
     ...DeviceFields,
-    tpmPublic: Nullable(Type.String()),
+    tpmPublic: NullableText,
     registeredAt: Timestamp,
-    tenantId: Nullable(Uuid),
-    claimedAt: Nullable(Timestamp),
-    deviceGroupId: Nullable(Uuid),
-    deviceGroupName: Nullable(Type.String()),
-    productId: Nullable(Uuid),
-    productName: Nullable(Type.String()),
+    tenantId: NullableUuid,
+    claimedAt: NullableTimestamp,
+    deviceGroupId: NullableUuid,
+    deviceGroupName: NullableText,
+    productId: NullableUuid,
+    productName: NullableText,
     publicKeyPem: Type.String(),
   },
   { $id: 'RegisteredDevice' },
@@ -50,7 +61,7 @@ const RegisteredDeviceSchema = Type.Object(
 
 const DevicePage = Type.Object({
   items: Type.Array(Type.Ref('Device')),
-  nextCursor: Nullable(Type.String()),
+  nextCursor: NullableText,
 });
 const DEFAULT_PAGE = 100;
 const limitOf = (s: string | undefined) => (s === undefined ? DEFAULT_PAGE : Number(s));

@@ -23,11 +23,27 @@ export function operationsRoutes(app: App, { store }: RouteDeps): void {
     registers: [registry],
   });
 
+  // Label children cached by key: prom-client hashes the label object on every call otherwise.
+  // Keys come from route patterns and status codes (bounded), never from raw URLs.
+  const counters = new Map<string, { inc(): void }>();
+  const timers = new Map<string, { observe(v: number): void }>();
   app.addHook('onResponse', async (req, reply: FastifyReply) => {
-    // Label by route pattern, never by raw URL (unbounded cardinality from hostile paths).
     const route = req.routeOptions.url ?? 'unmatched';
-    requests.inc({ method: req.method, route, status: String(reply.statusCode) });
-    duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    const status = String(reply.statusCode);
+    const ck = `${req.method} ${route} ${status}`;
+    let c = counters.get(ck);
+    if (!c) {
+      c = requests.labels({ method: req.method, route, status });
+      counters.set(ck, c);
+    }
+    c.inc();
+    const tk = `${req.method} ${route}`;
+    let t = timers.get(tk);
+    if (!t) {
+      t = duration.labels({ method: req.method, route });
+      timers.set(tk, t);
+    }
+    t.observe(reply.elapsedTime / 1000);
   });
 
   app.get(

@@ -2,7 +2,7 @@ import { HeptadError } from '@heptad/protocol';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { type Dialect, migrateToLatest } from './migrations.ts';
-import { openNodeSqlite } from './node-sqlite-dialect.ts';
+import { openNodeSqlite, type SyncSqlite } from './node-sqlite-dialect.ts';
 import type { Database } from './schema.ts';
 
 export interface ConnectOptions {
@@ -15,6 +15,8 @@ export interface ConnectOptions {
 export interface Connection {
   readonly db: Kysely<Database>;
   readonly dialect: Dialect;
+  /** the embedded SQLite store's synchronous reader (see store/raw-query.ts) */
+  readonly sync?: SyncSqlite;
   close(): Promise<void>;
 }
 
@@ -24,6 +26,7 @@ export async function connect(options: ConnectOptions): Promise<Connection> {
   const { url } = options;
   let db: Kysely<Database>;
   let dialect: Dialect;
+  let sync: SyncSqlite | undefined;
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     dialect = 'postgres';
     const pool = new pg.Pool({
@@ -61,6 +64,7 @@ export async function connect(options: ConnectOptions): Promise<Connection> {
         },
       );
     }
+    sync = database.sync;
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
   }
   try {
@@ -69,5 +73,5 @@ export async function connect(options: ConnectOptions): Promise<Connection> {
     await db.destroy();
     throw e;
   }
-  return { db, dialect, close: () => db.destroy() };
+  return { db, dialect, ...(sync ? { sync } : {}), close: () => db.destroy() };
 }

@@ -9,7 +9,13 @@ const STATEMENT_CACHE_MAX = 512;
  * SqliteDialect drives, with a bounded prepared-statement cache (statement preparation is the
  * most expensive step of a small query).
  */
-export function openNodeSqlite(path: string): SqliteDatabase & { raw: DatabaseSync } {
+/** Synchronous reads on the one connection, allowed only while no transaction is open on it. */
+export interface SyncSqlite {
+  idle(): boolean;
+  all(sql: string, parameters: readonly unknown[]): unknown[];
+}
+
+export function openNodeSqlite(path: string): SqliteDatabase & { raw: DatabaseSync; sync: SyncSqlite } {
   const db = new DatabaseSync(path);
   const cache = new Map<string, { stmt: StatementSync; reader: boolean }>();
   const prepare = (sql: string) => {
@@ -27,6 +33,10 @@ export function openNodeSqlite(path: string): SqliteDatabase & { raw: DatabaseSy
   };
   return {
     raw: db,
+    sync: {
+      idle: () => db.isOpen && !db.isTransaction,
+      all: (sql, parameters) => prepare(sql).stmt.all(...(parameters as never[])) as unknown[],
+    },
     close() {
       cache.clear();
       db.close();

@@ -6,6 +6,8 @@ import { ProductStore } from '../products/product-store.ts';
 import { TenantStore, UserStore } from '../tenants/tenant-store.ts';
 import type { Connection } from './connect.ts';
 import { ping } from './migrations.ts';
+import type { SyncSqlite } from './node-sqlite-dialect.ts';
+import type { SqlTarget } from './raw-query.ts';
 import type { Database } from './schema.ts';
 
 /** Everything a tenant may touch; every query inside filters on this tenant by construction. */
@@ -33,10 +35,13 @@ export interface PlatformScope {
 export class Store {
   readonly #db: Kysely<Database>;
   readonly dialect: Connection['dialect'];
+  readonly #target: SqlTarget;
 
-  constructor(db: Kysely<Database>, dialect: Connection['dialect']) {
+  /** `sync`: the SQLite synchronous reader; given only to the root store, never inside a transaction. */
+  constructor(db: Kysely<Database>, dialect: Connection['dialect'], sync?: SyncSqlite) {
     this.#db = db;
     this.dialect = dialect;
+    this.#target = { dialect, sync };
   }
 
   forTenant(tenantId: string): TenantScope {
@@ -44,7 +49,7 @@ export class Store {
     return {
       tenantId,
       products,
-      devices: new TenantDeviceStore(this.#db, this.dialect, tenantId, products),
+      devices: new TenantDeviceStore(this.#db, this.#target, tenantId, products),
       audit: new AuditStore(this.#db, tenantId),
     };
   }
@@ -52,8 +57,8 @@ export class Store {
   platform(): PlatformScope {
     return {
       tenants: new TenantStore(this.#db),
-      users: new UserStore(this.#db, this.dialect),
-      registry: new DeviceRegistry(this.#db, this.dialect),
+      users: new UserStore(this.#db, this.#target),
+      registry: new DeviceRegistry(this.#db, this.#target),
       audit: new AuditStore(this.#db),
       runtimeImages: new RuntimeImageStore(this.#db),
     };
@@ -61,7 +66,7 @@ export class Store {
 
   /** Attestation runs before a device is authenticated, so its store is platform-wide. */
   attestation(): AttestationStore {
-    return new AttestationStore(this.#db, this.dialect);
+    return new AttestationStore(this.#db, this.#target);
   }
 
   /** For the tenant PKI, which owns its own table and needs the raw handle for its transactions. */

@@ -2,13 +2,22 @@ import { HeptadError } from '@heptad/protocol';
 import { Type } from 'typebox';
 import { access, changeContext, principalOf } from '../http/auth.ts';
 import type { App, RouteDeps } from '../http/deps.ts';
-import { Email, errorResponses, Name, Role, Timestamp, Uuid } from '../http/schemas.ts';
+import {
+  Email,
+  errorResponses,
+  Name,
+  NullableTimestamp,
+  NullableUuid,
+  Role,
+  Timestamp,
+  Uuid,
+} from '../http/schemas.ts';
 
 const TenantSchema = Type.Object({ id: Uuid, name: Type.String(), createdAt: Timestamp }, { $id: 'Tenant' });
 const UserSchema = Type.Object(
   {
     id: Uuid,
-    tenantId: Type.Union([Uuid, Type.Null()]),
+    tenantId: NullableUuid,
     email: Type.String(),
     role: Type.String(),
     createdAt: Timestamp,
@@ -115,7 +124,7 @@ export function tenantRoutes(app: App, { store, clock }: RouteDeps): void {
           201: Type.Object({
             user: Type.Ref('User'),
             token: Type.String(),
-            tokenExpiresAt: Type.Union([Timestamp, Type.Null()]),
+            tokenExpiresAt: NullableTimestamp,
           }),
           ...errorResponses(404, 409),
         },

@@ -4,8 +4,7 @@ import type { Kysely } from 'kysely';
 import { AuditStore } from '../audit/audit-store.ts';
 import type { ChangeContext, Principal } from '../context.ts';
 import { mapUnique } from '../store/errors.ts';
-import type { Dialect } from '../store/migrations.ts';
-import { RawQuery } from '../store/raw-query.ts';
+import { RawQuery, type SqlTarget } from '../store/raw-query.ts';
 import type { Database, Role, TenantsTable, UserRole, UsersTable } from '../store/schema.ts';
 import { createToken, hashToken } from './tokens.ts';
 
@@ -91,10 +90,10 @@ const RESOLVE_TOKEN = new RawQuery<{
 /** Users and their API tokens. */
 export class UserStore {
   readonly #db: Kysely<Database>;
-  readonly #dialect: Dialect;
-  constructor(db: Kysely<Database>, dialect: Dialect) {
+  readonly #sql: SqlTarget;
+  constructor(db: Kysely<Database>, sql: SqlTarget) {
     this.#db = db;
-    this.#dialect = dialect;
+    this.#sql = sql;
   }
 
   /** The platform operator, created once on first start; returns null when it already exists. */
@@ -201,7 +200,7 @@ export class UserStore {
   async resolveToken(
     tokenHash: string,
   ): Promise<{ principal: Principal; expiresAt: string | null } | undefined> {
-    const row = await RESOLVE_TOKEN.first(this.#db, this.#dialect, [tokenHash]);
+    const row = await RESOLVE_TOKEN.first(this.#db, this.#sql, [tokenHash]);
     if (!row) return undefined;
     return {
       principal: { userId: row.userId, email: row.email, role: row.role, tenantId: row.tenantId },

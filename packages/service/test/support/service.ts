@@ -84,7 +84,7 @@ export async function createTestService(
 ): Promise<TestService> {
   const { url, cleanup } = await storeUrl(backend, tag);
   const conn = await connect({ url });
-  const store = new Store(conn.db, conn.dialect);
+  const store = new Store(conn.db, conn.dialect, conn.sync);
   const svc: TestService = {
     backend,
     now: new Date('2026-11-22T10:00:00.000Z'),
