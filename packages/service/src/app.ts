@@ -73,11 +73,18 @@ export async function buildApp(options: AppOptions): Promise<App> {
   });
   // Authenticate and authorize before the body is read: an anonymous caller cannot make the
   // service parse (or store) anything.
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
-    if (req.routeOptions.url?.startsWith('/docs')) return;
-    if (req.routeOptions.url === undefined) return; // 404 handler
-    await auth.authenticate(req);
+    const url = req.routeOptions.url;
+    if (url === undefined || url.startsWith('/docs')) return done(); // 404 handler, API reference
+    let pending: Promise<void> | undefined;
+    try {
+      pending = auth.authenticate(req);
+    } catch (e) {
+      return done(e as Error);
+    }
+    if (pending) pending.then(() => done(), done);
+    else done();
   });
 
   app.setErrorHandler((error, req, reply) => {

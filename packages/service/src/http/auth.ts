@@ -39,7 +39,8 @@ declare module 'fastify' {
 const MAX_AUTH_HEADER = 256;
 
 export interface Authenticator {
-  authenticate(request: FastifyRequest): Promise<void>;
+  /** Throws a coded error, or returns (a promise when the token had to be looked up). */
+  authenticate(request: FastifyRequest): Promise<void> | undefined;
 }
 
 /**
@@ -68,33 +69,52 @@ export function createAuthenticator(store: Store, clock: () => Date): Authentica
     cache.set(hash, entry);
     return entry;
   };
+  /** Checks the resolved principal against the route's rule (sync: no I/O left by now). */
+  const authorize = (
+    request: FastifyRequest,
+    rule: Access,
+    found: { principal: Principal; expiresAt: string | null },
+  ) => {
+    if (found.expiresAt !== null && found.expiresAt <= clock().toISOString()) {
+      throw new HeptadError('AUTH_TOKEN_EXPIRED');
+    }
+    const p = found.principal;
+    request.principal = p;
+    if (rule.kind === 'operator') {
+      if (p.role !== 'Operator') throw new HeptadError('AUTH_OPERATOR_REQUIRED');
+      return;
+    }
+    if (p.role === 'Operator') {
+      if (rule.kind === 'tenant' && !rule.operator) throw new HeptadError('AUTH_TENANT_REQUIRED');
+      return;
+    }
+    if (rule.kind === 'tenant' && ROLE_RANK[p.role] < ROLE_RANK[rule.minRole]) {
+      throw new HeptadError('AUTH_ROLE_INSUFFICIENT');
+    }
+  };
   return {
-    async authenticate(request) {
+    // Synchronous when the token is cached (most requests): no promise, no extra microtask.
+    authenticate(request) {
       const rule = request.routeOptions.config.access;
       if (!rule) throw new HeptadError('INTERNAL_ERROR', 'route without access rule');
-      if (rule.kind === 'public') return;
+      if (rule.kind === 'public') return undefined;
       const header = request.headers.authorization;
       if (header === undefined || header === '') throw new HeptadError('AUTH_TOKEN_MISSING');
-      if (header.length > MAX_AUTH_HEADER || !header.startsWith('Bearer '))
+      if (header.length > MAX_AUTH_HEADER || !header.startsWith('Bearer ')) {
         throw new HeptadError('AUTH_TOKEN_INVALID');
+      }
       const token = header.slice('Bearer '.length).trim();
       if (!isWellFormedToken(token)) throw new HeptadError('AUTH_TOKEN_INVALID');
-      const found = await resolve(hashToken(token));
-      if (!found) throw new HeptadError('AUTH_TOKEN_INVALID');
-      if (found.expiresAt !== null && found.expiresAt <= clock().toISOString()) {
-        throw new HeptadError('AUTH_TOKEN_EXPIRED');
+      const hash = hashToken(token);
+      const hit = cache.get(hash);
+      if (hit && hit.until > clock().getTime()) {
+        authorize(request, rule, hit);
+        return undefined;
       }
-      const p = found.principal;
-      request.principal = p;
-      if (rule.kind === 'operator') {
-        if (p.role !== 'Operator') throw new HeptadError('AUTH_OPERATOR_REQUIRED');
-        return;
-      }
-      if (p.role === 'Operator') {
-        if (!rule.operator) throw new HeptadError('AUTH_TENANT_REQUIRED');
-        return;
-      }
-      if (ROLE_RANK[p.role] < ROLE_RANK[rule.minRole]) throw new HeptadError('AUTH_ROLE_INSUFFICIENT');
+      return resolve(hash).then((found) => {
+        if (!found) throw new HeptadError('AUTH_TOKEN_INVALID');
+        authorize(request, rule, found);
+      });
     },
   };
 }

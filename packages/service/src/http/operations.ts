@@ -27,7 +27,7 @@ export function operationsRoutes(app: App, { store }: RouteDeps): void {
   // Keys come from route patterns and status codes (bounded), never from raw URLs.
   const counters = new Map<string, { inc(): void }>();
   const timers = new Map<string, { observe(v: number): void }>();
-  app.addHook('onResponse', async (req, reply: FastifyReply) => {
+  app.addHook('onResponse', (req, reply: FastifyReply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
     const status = String(reply.statusCode);
     const ck = `${req.method} ${route} ${status}`;
@@ -44,6 +44,7 @@ export function operationsRoutes(app: App, { store }: RouteDeps): void {
       timers.set(tk, t);
     }
     t.observe(reply.elapsedTime / 1000);
+    done();
   });
 
   app.get(
