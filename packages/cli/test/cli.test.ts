@@ -9,14 +9,7 @@ import { type RunningService, resolveConfig, startService } from '@heptad/servic
 import pino from 'pino';
 import { createDatabase } from '../../../test/support/postgres.ts';
 import { COMMANDS } from '../src/commands.ts';
-import { runCli } from '../src/run.ts';
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-  json: () => Record<string, unknown> & { items?: Array<Record<string, unknown>> };
-}
+import { runCaptured } from './support/run-cli.ts';
 
 const backendsToTest = process.env['HEPTAD_TEST_PG_URL'] ? ['sqlite', 'postgres'] : ['sqlite'];
 
@@ -27,21 +20,8 @@ for (const backend of backendsToTest) {
     let env: NodeJS.ProcessEnv;
     let operator: string;
 
-    const cli = async (argv: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Run> => {
-      let out = '';
-      let err = '';
-      const code = await runCli(argv, {
-        stdout: (s) => {
-          out += s;
-        },
-        stderr: (s) => {
-          err += s;
-        },
-        env: { ...env, ...extraEnv },
-        cwd: dir,
-      });
-      return { code, out, err, json: () => JSON.parse(out) };
-    };
+    const cli = (argv: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
+      runCaptured(argv, { ...env, ...extraEnv }, dir);
 
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), 'heptad-cli-'));

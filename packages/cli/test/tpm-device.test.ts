@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { type RunningService, resolveConfig, startService } from '@heptad/service';
 import pino from 'pino';
 import { startSwtpm, swtpmSkipReason, type TestSwtpm } from '../../../test/support/swtpm.ts';
-import { runCli } from '../src/run.ts';
+import { runCaptured } from './support/run-cli.ts';
 
 const skip = swtpmSkipReason();
 
@@ -19,21 +19,7 @@ describe('a TPM device, end to end', { skip: skip ?? false }, () => {
   let dir: string;
   let env: NodeJS.ProcessEnv;
 
-  const cli = async (argv: string[], extra: NodeJS.ProcessEnv = {}) => {
-    let out = '';
-    let err = '';
-    const code = await runCli(argv, {
-      stdout: (s) => {
-        out += s;
-      },
-      stderr: (s) => {
-        err += s;
-      },
-      env: { ...env, ...extra },
-      cwd: dir,
-    });
-    return { code, out, err, json: () => JSON.parse(out) as Record<string, unknown> };
-  };
+  const cli = (argv: string[], extra: NodeJS.ProcessEnv = {}) => runCaptured(argv, { ...env, ...extra }, dir);
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'heptad-tpmdev-'));

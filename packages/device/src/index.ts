@@ -15,7 +15,7 @@ export type { QuoteResult, RootOfTrust, RootOfTrustKind } from './rot/root-of-tr
 export { SoftRootOfTrust } from './rot/soft/soft-root-of-trust.ts';
 export { formatRotSpec, parseRotSpec, type RotSpec } from './rot/spec.ts';
 export * from './rot/tpm/index.ts';
-export { writeFileAtomic } from './state/atomic-file.ts';
+
 export {
   type AttestationRecord,
   type DeviceConfig,

@@ -1,11 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCertificateAuthority, HeptadError, issueServerCertificate } from '@heptad/protocol';
+import {
+  createCertificateAuthority,
+  HeptadError,
+  issueServerCertificate,
+  writeFileAtomic,
+} from '@heptad/protocol';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './app.ts';
 import type { ServiceConfig } from './config.ts';
-import { writeFileAtomic } from './files.ts';
 import type { App } from './http/deps.ts';
 import { KeyStore } from './keys/key-store.ts';
 import { connect } from './store/connect.ts';

@@ -1,9 +1,8 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HeptadError, isDeviceId, type MeasurementEntry } from '@heptad/protocol';
+import { HeptadError, isDeviceId, type MeasurementEntry, writeFileAtomic } from '@heptad/protocol';
 import { formatRotSpec, parseRotSpec, type RotSpec } from '../rot/spec.ts';
-import { writeFileAtomic } from './atomic-file.ts';
 
 /** Written once at manufacture into the read-only area. */
 export interface DeviceConfig {

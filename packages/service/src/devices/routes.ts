@@ -11,7 +11,6 @@ import {
   NullableTimestamp,
   NullableUuid,
   Timestamp,
-  Uuid,
 } from '../http/schemas.ts';
 import { MAX_CLAIM_BATCH } from './device-store.ts';
 

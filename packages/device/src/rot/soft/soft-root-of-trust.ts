@@ -15,8 +15,8 @@ import {
   HeptadError,
   normalizePcrs,
   pcrDigest,
+  writeFileAtomic,
 } from '@heptad/protocol';
-import { writeFileAtomic } from '../../state/atomic-file.ts';
 import type { QuoteResult, RootOfTrust } from '../root-of-trust.ts';
 
 export const SOFT_IDENTITY_KEY_FILE = 'identity-key.pem';

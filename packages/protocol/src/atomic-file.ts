@@ -2,9 +2,9 @@ import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from
 import { dirname } from 'node:path';
 
 /**
- * Every state change on the device is crash-safe: write a temporary file, fsync it, rename it
- * over the old one, fsync the folder. A power cut at any instant leaves the old or the new file,
- * never a torn one.
+ * Crash-safe file replace, for device state and the service's data folder alike: write a
+ * temporary file, fsync it, rename it over the old one, fsync the folder. A power cut at any
+ * instant leaves the old or the new file, never a torn one. (File I/O only: no network.)
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
