@@ -413,6 +413,33 @@ for (const backend of backends()) {
       }
     });
 
+    test('repeated refusals fold into one event per device and reason per minute, with a count', async () => {
+      const d = await device();
+      for (let i = 0; i < 5; i++) {
+        const r = await send(await d.evidence(randomBytes(76).toString('hex')));
+        assert.equal(r.json.code, 'ATTEST_NONCE_UNKNOWN');
+      }
+      const list = async () =>
+        (await svc.call('GET', `/v1/security-events?deviceId=${d.id}`, { token: t.tokens.Reader })).json
+          .items ?? [];
+      let items = await list();
+      assert.equal(items.length, 1);
+      assert.equal(items[0]?.['count'], 5);
+      const saved = svc.now;
+      svc.now = new Date(saved.getTime() + 61_000);
+      try {
+        await send(await d.evidence(randomBytes(76).toString('hex')));
+        items = await list();
+        assert.deepEqual(
+          items.map((e) => e['count']),
+          [1, 5],
+          'after the window a new burst starts a new row',
+        );
+      } finally {
+        svc.now = saved;
+      }
+    });
+
     test('security events are the tenant’s own', async () => {
       const other = await seedTenant(svc, 'Attest Other');
       const mine = await events(devices[0]?.id ?? '');

@@ -6,6 +6,9 @@ import type { Database } from '../store/schema.ts';
 
 export interface SecurityEvent {
   id: string;
+  /** how many times it happened in this burst (repeats within a minute fold into one row) */
+  count: number;
+  lastAt: string;
   tenantId: string | null;
   deviceId: string;
   kind: string;
@@ -19,6 +22,12 @@ export interface SecurityEvent {
  * Attestation runs before the device is authenticated, so this store is platform-wide; the
  * tenant-facing reads (events, certificates) filter on the tenant explicitly.
  */
+/** Repeats of one (device, reason) within this window fold into one event row. */
+export const EVENT_WINDOW_MS = 60_000;
+const FOLD_EVENT = new RawQuery(
+  'update security_events set count = count + 1, last_at = ?, evidence_digest = ? ' +
+    'where device_id = ? and reason = ? and last_at >= ?',
+);
 const NONCE_USED = new RawQuery<{ one: number }>('select 1 as one from used_nonces where nonce = ?');
 const BURN_NONCE = new RawQuery('insert into used_nonces (nonce, expires_at) values (?, ?)');
 const KEY_HOLDER = new RawQuery<{ device_id: string }>(
@@ -97,28 +106,45 @@ export class AttestationStore {
     return Number(r.numUpdatedRows);
   }
 
-  async recordEvent(e: Omit<SecurityEvent, 'id'>): Promise<SecurityEvent> {
-    const event = { ...e, id: randomUUID() };
+  /**
+   * Records a security event. The same reason for the same device within EVENT_WINDOW_MS folds
+   * into the last row (count + 1, latest time and evidence digest), so anyone sending bad evidence
+   * for a known device id grows the store by one row per device and reason per minute at most,
+   * while the count keeps the burst visible to threat detection.
+   */
+  async recordEvent(e: Omit<SecurityEvent, 'id' | 'count' | 'lastAt'>): Promise<void> {
+    const since = new Date(Date.parse(e.at) - EVENT_WINDOW_MS).toISOString();
+    const folded = await FOLD_EVENT.run(this.#db, this.#sql, [
+      e.at,
+      e.evidenceDigest,
+      e.deviceId,
+      e.reason,
+      since,
+    ]);
+    if (folded > 0) return;
     await this.#db
       .insertInto('security_events')
       .values({
-        id: event.id,
+        id: randomUUID(),
         tenant_id: e.tenantId,
         device_id: e.deviceId,
         kind: e.kind,
         reason: e.reason,
         evidence_digest: e.evidenceDigest,
         at: e.at,
+        last_at: e.at,
+        count: 1,
       })
       .execute();
-    return event;
   }
 
   async listEvents(tenantId: string, opts: { deviceId?: string; limit: number }): Promise<SecurityEvent[]> {
     let q = this.#db.selectFrom('security_events').selectAll().where('tenant_id', '=', tenantId);
     if (opts.deviceId) q = q.where('device_id', '=', opts.deviceId);
-    const rows = await q.orderBy('at', 'desc').orderBy('id').limit(opts.limit).execute();
+    const rows = await q.orderBy('last_at', 'desc').orderBy('id').limit(opts.limit).execute();
     return rows.map((r) => ({
+      count: Number(r.count),
+      lastAt: r.last_at,
       id: r.id,
       tenantId: r.tenant_id,
       deviceId: r.device_id,

@@ -255,6 +255,8 @@ export function attestationRoutes(app: App, { attestation, pki, store, clock }: 
                 reason: Type.String(),
                 evidenceDigest: NullableString(),
                 at: Timestamp,
+                lastAt: Timestamp,
+                count: Type.Integer(),
               }),
             ),
           }),

@@ -156,6 +156,13 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('reason', 'text', (c) => c.notNull())
           .addColumn('evidence_digest', 'text')
           .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('last_at', 'text', (c) => c.notNull())
+          .addColumn('count', 'integer', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('security_events_device')
+          .on('security_events')
+          .columns(['device_id', 'reason', 'last_at'])
           .execute();
         await db.schema
           .createIndex('security_events_tenant')

@@ -121,7 +121,11 @@ export interface SecurityEventsTable {
   kind: string;
   reason: string;
   evidence_digest: string | null;
+  /** first occurrence in this burst */
   at: string;
+  /** latest occurrence folded into this row */
+  last_at: string;
+  count: number;
 }
 
 export interface RuntimeImagesTable {
