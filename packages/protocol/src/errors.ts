@@ -274,6 +274,103 @@ export const ERROR_REGISTRY = {
     hint: 'check the network and the service URL in the device state',
   },
 
+  // Image packages
+  IMAGE_TRUNCATED: {
+    status: 400,
+    title: 'The image package ends before its structure does',
+    hint: 'send the whole package file; it was cut short in transfer or on disk',
+  },
+  IMAGE_MAGIC_INVALID: {
+    status: 400,
+    title: 'The data is not a Heptad image package',
+    hint: 'send a package made by the Heptad image builder (it starts with the 4 bytes HPKG)',
+  },
+  IMAGE_VERSION_UNSUPPORTED: {
+    status: 400,
+    title: 'The image package format version or flags are not supported',
+    hint: 'build the package with a tool of the same Heptad release (format version 1, flags 0)',
+  },
+  IMAGE_TOO_LARGE: {
+    status: 400,
+    title: 'The image package is larger than the configured limit',
+    hint: 'make the package smaller (64 MiB by default) or raise the limit where it is configured',
+  },
+  IMAGE_LIMIT_EXCEEDED: {
+    status: 400,
+    title: 'A part of the image package is over its limit',
+    hint: 'keep within the limits of docs/formats/image-package.md (manifest, files, signatures, app manifest)',
+  },
+  IMAGE_SIGNATURE_MISSING: {
+    status: 400,
+    title: 'The image package carries no signature',
+    hint: 'sign the package before uploading or installing it',
+  },
+  IMAGE_SIGNATURE_MALFORMED: {
+    status: 400,
+    title: 'A signature of the image package is not well-formed',
+    hint: 're-sign the package; a signature is a DER ECDSA-Sig-Value of 8 to 72 bytes',
+  },
+  IMAGE_SIGNATURE_UNTRUSTED: {
+    status: 400,
+    title: 'No signature of the image package is by a trusted key',
+    hint: 'sign with a key the verifier trusts (the tenant or platform key), or add that key to the trusted keys',
+  },
+  IMAGE_SIGNATURE_INVALID: {
+    status: 400,
+    title: 'A signature by a trusted key does not verify',
+    hint: 'the package was altered after signing or signed by another key under this key id; rebuild and re-sign it',
+  },
+  IMAGE_SIGNATURE_DUPLICATE: {
+    status: 400,
+    title: 'The same key signed the image package twice',
+    hint: 'each key signs a package once; nothing to add',
+  },
+  IMAGE_KEY_UNSUPPORTED: {
+    status: 400,
+    title: 'The key is not an ECDSA P-256 key, or does not match its key id',
+    hint: 'use ECDSA P-256 keys; a trusted key id must be the SHA-256 of the DER SubjectPublicKeyInfo of the key',
+  },
+  IMAGE_MANIFEST_NOT_CANONICAL: {
+    status: 400,
+    title: 'The image package manifest is not canonical JSON',
+    hint: 'build the package with the Heptad tools: the manifest is UTF-8 JSON with sorted keys and no whitespace',
+  },
+  IMAGE_MANIFEST_INVALID: {
+    status: 400,
+    title: 'The image package manifest is not valid',
+    hint: 'fix the listed fields of the manifest and build the package again',
+  },
+  IMAGE_PATH_INVALID: {
+    status: 400,
+    title: 'A file path in the image package is not allowed',
+    hint: 'use relative paths of [A-Za-z0-9._/-], at most 255 bytes, components of at most 100 bytes, no . or .. components',
+  },
+  IMAGE_PATH_CONFLICT: {
+    status: 400,
+    title: 'Two file paths of the image package collide',
+    hint: 'make every path unique, also ignoring case, and never both a file and a folder',
+  },
+  IMAGE_PAYLOAD_MALFORMED: {
+    status: 400,
+    title: 'The payload of the image package is not well-formed',
+    hint: 'build the package with the Heptad tools (files in path order, modes 0644 or 0755, entries inside the payload)',
+  },
+  IMAGE_FILE_DIGEST_MISMATCH: {
+    status: 400,
+    title: 'A file content does not match its SHA-256',
+    hint: 'build the package again; the builder that made it is faulty',
+  },
+  IMAGE_PAYLOAD_MISMATCH: {
+    status: 400,
+    title: 'The payload does not match the payloadSha256 or payloadSize of the manifest',
+    hint: 'build the package again; the builder that made it is faulty',
+  },
+  IMAGE_TRAILING_BYTES: {
+    status: 400,
+    title: 'Bytes follow the end of the image package or of its payload',
+    hint: 'send the package exactly as built, with nothing appended',
+  },
+
   // Service
   SERVICE_NOT_READY: {
     status: 503,

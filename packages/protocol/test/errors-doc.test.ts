@@ -20,6 +20,7 @@ const AREAS = [
   'DEVICE',
   'ATTEST',
   'RUNTIME',
+  'IMAGE',
   'TPM',
   'ROT',
   'PKI',
