@@ -299,7 +299,14 @@ export const PKI_COMMANDS: readonly CommandSpec[] = [
   {
     path: ['runtime-image', 'add'],
     summary: 'Make a device-runtime image known to attestation (operator)',
-    args: [{ name: 'DIGEST', description: 'SHA-256 (hex) of the runtime image package', required: true }],
+    args: [
+      {
+        name: 'DIGEST',
+        description:
+          'the runtime package digest (SHA-256 of its signed region, as the bootloader measures it)',
+        required: true,
+      },
+    ],
     options: [
       { name: 'version', type: 'string', valueName: 'X.Y.Z', description: 'runtime version', required: true },
       {

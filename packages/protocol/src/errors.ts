@@ -247,6 +247,48 @@ export const ERROR_REGISTRY = {
     hint: 'nothing to do',
   },
 
+  // Boot
+  BOOT_NO_VALID_RUNTIME: {
+    status: 0,
+    title: 'Neither runtime slot holds a package that verifies',
+    hint: 'see the per-slot reason codes; reinstall a platform-signed runtime from recovery media',
+  },
+  BOOT_SLOT_EMPTY: {
+    status: 0,
+    title: 'The runtime slot holds no package',
+    hint: 'install a runtime into the slot (heptad runtime install)',
+  },
+  BOOT_SLOT_UNREADABLE: {
+    status: 0,
+    title: 'The runtime slot package cannot be read',
+    hint: 'check the device storage; reinstall the runtime',
+  },
+  BOOT_NOT_RUNTIME: {
+    status: 0,
+    title: 'The package is not a runtime package',
+    hint: 'install a package built with heptad runtime pack (type runtime)',
+  },
+  BOOT_BELOW_FLOOR: {
+    status: 0,
+    title: "The slot's runtime security version is below the anti-rollback floor",
+    hint: 'install a runtime whose security version is at least the floor',
+  },
+  BOOT_ROLLBACK_REFUSED: {
+    status: 0,
+    title: 'The runtime to install has a security version below the anti-rollback floor',
+    hint: 'install a runtime whose security version is at least the floor',
+  },
+  BOOT_NO_TRIAL: {
+    status: 0,
+    title: 'No runtime trial is pending',
+    hint: 'install a runtime first; a trial is committed or rolled back only once',
+  },
+  BOOT_STATE_PATH_INVALID: {
+    status: 0,
+    title: 'A device state path escapes the state folder',
+    hint: 'this is a bug in the caller; paths are relative and never contain ..',
+  },
+
   // Device state
   DEVICE_STATE_EXISTS: {
     status: 0,

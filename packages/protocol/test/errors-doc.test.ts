@@ -18,6 +18,7 @@ const AREAS = [
   'USER',
   'PRODUCT',
   'DEVICE',
+  'BOOT',
   'ATTEST',
   'RUNTIME',
   'IMAGE',
