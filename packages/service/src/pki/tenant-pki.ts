@@ -218,7 +218,11 @@ export class TenantPki {
 
   async list(tenantId: string): Promise<TenantCaInfo[]> {
     await this.ensure(tenantId);
-    const rows = await this.#rows(tenantId);
+    return this.#describe(await this.#rows(tenantId));
+  }
+
+  /** Each CA row with its status now (no I/O). */
+  #describe(rows: TenantCasTable[]): TenantCaInfo[] {
     const now = this.#clock();
     const nowIso = now.toISOString();
     const active = this.#activeIssuing(rows, nowIso);
@@ -319,9 +323,7 @@ export class TenantPki {
     const cached = this.#crls.get(tenantId);
     if (cached && cached.until > nowMs && cached.stamp === stamp) return cached.pem;
     const rows = await this.#rows(tenantId);
-    const published = (await this.list(tenantId)).filter(
-      (c) => c.kind === 'issuing' && c.status !== 'retired',
-    );
+    const published = this.#describe(rows).filter((c) => c.kind === 'issuing' && c.status !== 'retired');
     const parts: string[] = [];
     for (const ca of published) {
       const row = rows.find((r) => r.id === ca.id);
