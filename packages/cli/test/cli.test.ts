@@ -23,6 +23,23 @@ for (const backend of backendsToTest) {
     const cli = (argv: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
       runCaptured(argv, { ...env, ...extraEnv }, dir);
 
+    /** A new Administrator of Contoso, as HEPTAD_* variables for the commands that act as it. */
+    const administratorEnv = async (email: string): Promise<NodeJS.ProcessEnv> => {
+      const u = await cli([
+        'user',
+        'create',
+        email,
+        '--tenant',
+        'Contoso',
+        '--role',
+        'Administrator',
+        '--output',
+        'json',
+      ]);
+      assert.equal(u.code, 0, u.err);
+      return { HEPTAD_URL: svc.url, HEPTAD_TOKEN: String(u.json()['token']), HEPTAD_CA: String(svc.caPath) };
+    };
+
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), 'heptad-cli-'));
       const db =
@@ -96,22 +113,7 @@ for (const backend of backendsToTest) {
     });
 
     test('a tenant Administrator runs the product, group and device commands from the environment', async () => {
-      const u = await cli([
-        'user',
-        'create',
-        'ops@contoso.com',
-        '--tenant',
-        'Contoso',
-        '--role',
-        'Administrator',
-        '--output',
-        'json',
-      ]);
-      const adminEnv = {
-        HEPTAD_URL: svc.url,
-        HEPTAD_TOKEN: String(u.json()['token']),
-        HEPTAD_CA: String(svc.caPath),
-      };
+      const adminEnv = await administratorEnv('ops@contoso.com');
       const as = (argv: string[]) => cli(argv, adminEnv);
 
       assert.equal((await as(['tenant', 'show'])).code, 0);
@@ -202,22 +204,7 @@ for (const backend of backendsToTest) {
     });
 
     test('a soft device is manufactured, registered from its record, claimed, attests, and is quarantined', async () => {
-      const u = await cli([
-        'user',
-        'create',
-        'pki@contoso.com',
-        '--tenant',
-        'Contoso',
-        '--role',
-        'Administrator',
-        '--output',
-        'json',
-      ]);
-      const adminEnv = {
-        HEPTAD_URL: svc.url,
-        HEPTAD_TOKEN: String(u.json()['token']),
-        HEPTAD_CA: String(svc.caPath),
-      };
+      const adminEnv = await administratorEnv('pki@contoso.com');
       const as = (argv: string[]) => cli(argv, adminEnv);
       const state = join(dir, 'dev-soft');
       const made = await cli([
