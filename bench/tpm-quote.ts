@@ -26,7 +26,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openTpmRootOfTrust } from '@heptad/device';
 import { decodeTpm2bPublic, verifyQuote } from '@heptad/protocol';
-import { startSwtpm, type TestSwtpm, tpm2 } from '../test/support/swtpm.ts';
+import { createReferenceAk, flushContexts, startSwtpm, type TestSwtpm, tpm2 } from '../test/support/swtpm.ts';
 
 const GOAL_MS = 2;
 const AK_HANDLE = 0x81010002;
@@ -85,29 +85,10 @@ try {
   dir = await mkdtemp(path.join(os.tmpdir(), 'heptad-bench-tpm-'));
   const cwd = dir;
   const tool = (name: string, args: string[]) => tpm2(swtpm, name, args, { cwd });
-  const flush = async () => {
-    await tool('tpm2_flushcontext', ['-t']);
-    await tool('tpm2_flushcontext', ['-s']);
-  };
+  const flush = () => flushContexts(swtpm, cwd);
 
   // The reference AK: tpm2_createak under the EK, made persistent so no context is loaded per quote.
-  await tool('tpm2_createek', ['-c', 'ek.ctx', '-G', 'ecc', '-u', 'ek.pub']);
-  await flush();
-  await tool('tpm2_createak', [
-    '-C',
-    'ek.ctx',
-    '-c',
-    'ak.ctx',
-    '-G',
-    'ecc',
-    '-g',
-    'sha256',
-    '-s',
-    'ecdsa',
-    '-u',
-    'ak.pub',
-  ]);
-  await flush();
+  await createReferenceAk(swtpm, cwd);
   await tool('tpm2_evictcontrol', ['-C', 'o', '-c', 'ak.ctx', `0x${AK_HANDLE.toString(16)}`]);
   await flush();
   await tool('tpm2_pcrextend', [`16:sha256=${randomBytes(32).toString('hex')}`]);

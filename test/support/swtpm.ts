@@ -195,6 +195,24 @@ export function tpm2(
   });
 }
 
+/** tpm2-tools keeps nothing loaded between calls only if told so (no resource manager on swtpm). */
+export async function flushContexts(tpm: Pick<TestSwtpm, 'tcti'>, cwd: string): Promise<void> {
+  await tpm2(tpm, 'tpm2_flushcontext', ['-t'], { cwd });
+  await tpm2(tpm, 'tpm2_flushcontext', ['-s'], { cwd });
+}
+
+/**
+ * The reference attestation key, made by tpm2-tools itself: an ECC EK, then an ECDSA/SHA-256 AK
+ * under it. Leaves `ak.ctx`, `ak.pub` (TPM2B_PUBLIC), `ak.name` and `ek.ctx` in `cwd`.
+ */
+export async function createReferenceAk(tpm: Pick<TestSwtpm, 'tcti'>, cwd: string): Promise<void> {
+  await tpm2(tpm, 'tpm2_createek', ['-c', 'ek.ctx', '-G', 'ecc', '-u', 'ek.pub'], { cwd });
+  await flushContexts(tpm, cwd);
+  const ak = ['-C', 'ek.ctx', '-c', 'ak.ctx', '-G', 'ecc', '-g', 'sha256', '-s', 'ecdsa', '-u', 'ak.pub'];
+  await tpm2(tpm, 'tpm2_createak', [...ak, '-n', 'ak.name', '-f', 'tss'], { cwd });
+  await flushContexts(tpm, cwd);
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 function spawnSwtpm(

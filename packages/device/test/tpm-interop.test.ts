@@ -19,7 +19,14 @@ import {
   HeptadError,
   verifyQuote,
 } from '@heptad/protocol';
-import { startSwtpm, type TestSwtpm, tpm2, tpm2ToolsSkipReason } from '../../../test/support/swtpm.ts';
+import {
+  createReferenceAk,
+  flushContexts,
+  startSwtpm,
+  type TestSwtpm,
+  tpm2,
+  tpm2ToolsSkipReason,
+} from '../../../test/support/swtpm.ts';
 import { openTpmRootOfTrust } from '../src/index.ts';
 
 const ZERO = Buffer.alloc(32);
@@ -38,38 +45,14 @@ describe('interop with tpm2-tools', { skip: tpm2ToolsSkipReason() ?? false }, ()
   let dir: string;
   const file = (name: string) => path.join(dir, name);
   const tool = (name: string, args: string[]) => tpm2(tpm, name, args, { cwd: dir });
-  /** tpm2-tools keeps nothing loaded between calls only if told so (no resource manager). */
-  const flush = async () => {
-    await tool('tpm2_flushcontext', ['-t']);
-    await tool('tpm2_flushcontext', ['-s']);
-  };
+  const flush = () => flushContexts(tpm, dir);
   const measured = sha256('runtime image 2.0');
   let akPublic: Buffer;
 
   before(async () => {
     tpm = await startSwtpm();
     dir = await mkdtemp(path.join(os.tmpdir(), 'heptad-tpm-interop-'));
-    await tool('tpm2_createek', ['-c', 'ek.ctx', '-G', 'ecc', '-u', 'ek.pub']);
-    await flush();
-    await tool('tpm2_createak', [
-      '-C',
-      'ek.ctx',
-      '-c',
-      'ak.ctx',
-      '-G',
-      'ecc',
-      '-g',
-      'sha256',
-      '-s',
-      'ecdsa',
-      '-u',
-      'ak.pub',
-      '-n',
-      'ak.name',
-      '-f',
-      'tss',
-    ]);
-    await flush();
+    await createReferenceAk(tpm, dir);
     await tool('tpm2_readpublic', ['-c', 'ak.ctx', '-f', 'pem', '-o', 'ak.pem']);
     await flush();
     await tool('tpm2_pcrextend', [`16:sha256=${measured.toString('hex')}`]);
