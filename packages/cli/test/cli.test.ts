@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -300,6 +300,7 @@ for (const backend of backendsToTest) {
     });
 
     test('every failure is one coded line on stderr with a non-zero exit', async () => {
+      writeFileSync(join(dir, 'garbage.json'), '{not json');
       const cases: Array<[string[], NodeJS.ProcessEnv, number, RegExp]> = [
         [['bogus', 'cmd'], {}, 2, /^heptad: CLI_USAGE: unknown command/],
         [['tenant', 'create'], {}, 2, /^heptad: CLI_USAGE: NAME is required/],
@@ -330,6 +331,49 @@ for (const backend of backendsToTest) {
         ],
         [['product', 'update', 'X'], {}, 2, /^heptad: CLI_USAGE: /],
         [['device', 'update', 'a'.repeat(64)], {}, 2, /^heptad: CLI_USAGE: /],
+        [['device', 'attest', '--state', 'no-such-device'], {}, 1, /^heptad: DEVICE_STATE_INVALID: /],
+        [
+          ['device', 'manufacture', '--state', 'm1', '--rot', 'soft', '--service', 'not a url'],
+          {},
+          2,
+          /^heptad: CLI_USAGE: /,
+        ],
+        [
+          [
+            'device',
+            'manufacture',
+            '--state',
+            'm2',
+            '--rot',
+            'soft',
+            '--service',
+            'https://x',
+            '--measurement-pcr',
+            '99',
+          ],
+          {},
+          2,
+          /^heptad: CLI_USAGE: /,
+        ],
+        [
+          ['device', 'register', '--from', 'garbage.json'],
+          {},
+          1,
+          /^heptad: CLI_FILE_UNREADABLE: .+ not JSON/,
+        ],
+        [
+          ['device', 'register', '--from', 'garbage.json', '--id', 'a'.repeat(64)],
+          {},
+          2,
+          /^heptad: CLI_USAGE: /,
+        ],
+        [
+          ['runtime-image', 'add', 'a'.repeat(64), '--version', '1.0.0', '--security-version', 'high'],
+          {},
+          2,
+          /^heptad: CLI_USAGE: /,
+        ],
+        [['tenant', 'ca-certificate', 'rotate', '--overlap-days', 'soon'], {}, 2, /^heptad: CLI_USAGE: /],
         [['product', 'list'], {}, 1, /^heptad: AUTH_TENANT_REQUIRED: .+ — use the token/],
         [
           ['tenant', 'create', 'bad/name'],
@@ -345,6 +389,10 @@ for (const backend of backendsToTest) {
         assert.equal(r.err.trim().split('\n').length, 1, `${argv.join(' ')} prints one line`);
         assert.equal(r.out, '', `${argv.join(' ')} prints nothing on stdout`);
       }
+      assert.ok(
+        !existsSync(join(dir, 'm1')) && !existsSync(join(dir, 'm2')),
+        'a refused manufacture leaves no state folder',
+      );
     });
 
     test('an untrusted service certificate and an unreachable service get their own codes', async () => {
