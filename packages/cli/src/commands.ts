@@ -4,6 +4,7 @@ import { HeptadError, isDeviceId } from '@heptad/protocol';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
 import { saveProfile } from './profiles.ts';
+import { RUNTIME_COMMANDS } from './runtime-commands.ts';
 import { serveCommand } from './serve-command.ts';
 import type { Column, CommandContext, CommandResult, CommandSpec } from './spec.ts';
 
@@ -605,6 +606,7 @@ export const COMMANDS: readonly CommandSpec[] = [
 
   ...DEVICE_LOCAL_COMMANDS,
   ...PKI_COMMANDS,
+  ...RUNTIME_COMMANDS,
 
   // ---- audit ----
   {

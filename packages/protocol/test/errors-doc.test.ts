@@ -30,6 +30,7 @@ const AREAS = [
   'CONFIG',
   'DATA',
   'CLI',
+  'KEY',
 ];
 const CODE_SHAPE = /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/;
 

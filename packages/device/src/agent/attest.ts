@@ -3,6 +3,7 @@ import {
   type AttestationEvidence,
   attestationBinding,
   createCsr,
+  type DeviceReport,
   HeptadError,
   isHeptadError,
   replayMeasurements,
@@ -35,6 +36,8 @@ export async function attestOnce(opts: {
   rot: RootOfTrust;
   client: DeviceServiceClient;
   clock?: () => Date;
+  /** what the boot chain did: sent with the evidence and bound into the quote */
+  report?: DeviceReport | undefined;
 }): Promise<AttestationOutcome> {
   const { state, rot, client } = opts;
   const clock = opts.clock ?? (() => new Date());
@@ -54,7 +57,7 @@ export async function attestOnce(opts: {
     });
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const csr = createCsr({ privateKey, subjectCommonName: config.deviceId });
-    const quote = await rot.quote(attestationBinding(Buffer.from(nonce, 'hex'), csr), [
+    const quote = await rot.quote(attestationBinding(Buffer.from(nonce, 'hex'), csr, opts.report), [
       config.measurementPcr,
     ]);
     const evidence: AttestationEvidence = {
@@ -63,6 +66,7 @@ export async function attestOnce(opts: {
       quote: { attest: quote.attest.toString('base64'), signature: quote.signature.toString('base64') },
       log,
       csr: csr.toString('base64'),
+      ...(opts.report !== undefined ? { report: opts.report } : {}),
     };
     const answer = await client.post<EvidenceAnswer>('/v1/attestation/evidence', evidence);
     const c = answer.certificate;
