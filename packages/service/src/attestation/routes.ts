@@ -307,7 +307,8 @@ export function attestationRoutes(app: App, { attestation, pki, store, clock }: 
       config: { access: access.tenant('Reader') },
       schema: {
         tags: ['attestation'],
-        summary: "The tenant's security events (refused attestations, …), newest first",
+        summary:
+          "The tenant's security events (refused attestations, failures devices reported), newest first",
         querystring: Type.Object(
           {
             deviceId: Type.Optional(Type.String({ pattern: DEVICE_ID_PATTERN })),
