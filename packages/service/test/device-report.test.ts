@@ -328,6 +328,9 @@ for (const backend of backends()) {
         ['400/event at is a number', withEvent({ at: Date.parse(ev.at) })],
         ['400/event slot is not A or B', withEvent({ slot: 'a' })],
         ['400/event version is too long', withEvent({ version: `1.0.0-${'a'.repeat(123)}` })],
+        ['400/event version is a path', withEvent({ version: '../../etc/passwd' })],
+        ['400/event version is empty', withEvent({ version: '' })],
+        ['400/event version is a number', withEvent({ version: 2 })],
         ['400/event digest is not hex', withEvent({ digest: 'z'.repeat(64) })],
         ['400/event code is 65 characters', withEvent({ code: 'C'.repeat(65) })],
         ['400/event code is empty', withEvent({ code: '' })],
@@ -352,6 +355,14 @@ for (const backend of backends()) {
       }
       assert.deepEqual(failures, []);
       assert.equal((await send(e)).status, 201, 'the nonce was never burnt: the good evidence still attests');
+      const odd = reportOf([
+        { at: at(2), kind: 'install-refused', version: '7', code: 'IMAGE_MANIFEST_INVALID' },
+      ]);
+      assert.equal(
+        (await send(wire(await d.evidence(await d.challenge(), { report: odd })))).status,
+        201,
+        'an event may name a version that is not semver: it must not stop the device attesting',
+      );
     });
 
     test('unclaiming a device drops its report: the next owner learns the runtime from the device', async () => {

@@ -34,6 +34,12 @@ const Base64 = (maxLength: number) =>
 const SEMVER_PATTERN =
   '^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-((?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\\.(?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\\+([0-9a-zA-Z-]+(?:\\.[0-9a-zA-Z-]+)*))?$';
 const Version = Type.String({ maxLength: 128, pattern: SEMVER_PATTERN });
+/**
+ * The version an event names (a package installed, refused or abandoned): bounded and of a safe
+ * alphabet, not held to semver — the report travels with every attestation until the service
+ * accepts it, so one odd version must not keep the device from ever attesting again.
+ */
+const EventVersion = Type.String({ minLength: 1, maxLength: 128, pattern: '^[0-9A-Za-z.+-]+$' });
 const Slot = Type.Union([Type.Literal('A'), Type.Literal('B')]);
 const Uint31 = Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1 });
 
@@ -52,7 +58,7 @@ const DeviceEventSchema = Type.Object(
     }),
     kind: Type.Union(DEVICE_EVENT_KINDS.map((k) => Type.Literal(k))),
     slot: Type.Optional(Slot),
-    version: Type.Optional(Version),
+    version: Type.Optional(EventVersion),
     digest: Type.Optional(Hex32),
     code: Type.Optional(
       Type.String({
