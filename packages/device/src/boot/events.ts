@@ -14,7 +14,10 @@ import type { Storage } from '../state/storage.ts';
 
 export const EVENTS_PATH = 'events.json';
 
+// The service's rules for a report (attestation routes): an event it would refuse is never kept,
+// since one refused event would make every later attestation fail the same way.
 const CODE = /^[A-Za-z0-9_.-]{1,64}$/;
+const VERSION = /^[0-9A-Za-z.+-]{1,128}$/;
 const DIGEST = /^[0-9a-f]{64}$/;
 
 function isEvent(v: unknown): v is DeviceEvent {
@@ -22,10 +25,11 @@ function isEvent(v: unknown): v is DeviceEvent {
   const e = v as Record<string, unknown>;
   return (
     typeof e.at === 'string' &&
+    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(e.at) &&
     !Number.isNaN(Date.parse(e.at)) &&
     DEVICE_EVENT_KINDS.includes(e.kind as DeviceEventKind) &&
     (e.slot === undefined || e.slot === 'A' || e.slot === 'B') &&
-    (e.version === undefined || (typeof e.version === 'string' && e.version.length <= 128)) &&
+    (e.version === undefined || (typeof e.version === 'string' && VERSION.test(e.version))) &&
     (e.digest === undefined || (typeof e.digest === 'string' && DIGEST.test(e.digest))) &&
     (e.code === undefined || (typeof e.code === 'string' && CODE.test(e.code)))
   );
@@ -50,7 +54,7 @@ export function appendEvents(storage: Storage, events: readonly Omit<DeviceEvent
     const code = e.code === undefined ? undefined : e.code.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
     return { at: at.toISOString(), ...e, ...(code ? { code } : {}) } as DeviceEvent;
   });
-  const next = [...readEvents(storage), ...stamped].slice(-MAX_REPORT_EVENTS);
+  const next = [...readEvents(storage), ...stamped.filter(isEvent)].slice(-MAX_REPORT_EVENTS);
   storage.write(EVENTS_PATH, Buffer.from(`${JSON.stringify(next)}\n`), 0o600);
 }
 

@@ -126,6 +126,11 @@ export class DeviceRuntime {
       isHeptadError(r.error) || r.error instanceof ServiceRefusal ? r.error.code : 'INTERNAL_ERROR';
     this.#o.send({ type: 'attested', ok: false, code });
     this.#o.log(`attestation failed: ${code}`);
+    // The service could not read the report: drop its events rather than be refused forever.
+    if (r.error instanceof ServiceRefusal && code === 'REQUEST_INVALID') {
+      acknowledgeEvents(this.#storage, readEvents(this.#storage));
+      this.#o.log('the service refused the report; its events were dropped');
+    }
     // A refusal is the service's verdict on this runtime: a trial that is refused is unhealthy.
     // (Unreachable service: keep retrying until the health deadline.)
     if (this.#trial && r.error instanceof ServiceRefusal) this.#fail(`attestation refused: ${code}`);
