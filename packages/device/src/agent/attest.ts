@@ -150,6 +150,13 @@ export class AttestationScheduler {
     this.#schedule(nextAttestationDelay(this.#notAfter, this.#clock()));
   }
 
+  /** Attest at once (e.g. after a runtime commit, so the service hears of it now), then as usual. */
+  now(): void {
+    // Deferred: when called from an onOutcome handler, the run that called it schedules its
+    // next attempt first, and this replaces it.
+    setImmediate(() => this.#schedule(0));
+  }
+
   stop(): void {
     this.#stopped = true;
     if (this.#timer !== undefined) this.#clearTimer(this.#timer);
@@ -157,6 +164,7 @@ export class AttestationScheduler {
 
   #schedule(ms: number): void {
     if (this.#stopped) return;
+    if (this.#timer !== undefined) this.#clearTimer(this.#timer);
     this.#timer = this.#setTimer(() => void this.#run(), ms);
   }
 

@@ -157,6 +157,8 @@ export class DeviceRuntime {
       );
       this.#o.send({ type: 'committed', floor });
       this.#o.log(`runtime ${this.#o.boot.version} committed; anti-rollback floor ${floor}`);
+      // Tell the service now (committed runtime, trial-committed), not at the next renewal.
+      this.#scheduler?.now();
     } catch (e) {
       this.#fail(`commit failed: ${isHeptadError(e) ? e.code : String(e)}`);
     }
