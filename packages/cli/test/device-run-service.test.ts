@@ -131,7 +131,7 @@ describe('heptad device run with a service', () => {
     assert.equal(seen.runtime?.['slot'], 'B');
     assert.equal(seen.runtime?.['trial'], false);
     assert.equal(seen.runtime?.['floor'], 2);
-    const kinds = (seen.runtime?.['events'] as Array<Record<string, string>>).map((e) => e['kind']);
+    const kinds = ((seen.runtime?.['events'] ?? []) as Array<Record<string, string>>).map((e) => e['kind']);
     assert.ok(kinds.includes('trial-started') && kinds.includes('trial-committed'), kinds.join());
     // Events the service accepted are not kept (nor sent) again.
     assert.equal(existsSync(join(state, 'events.json')), false);
@@ -154,7 +154,7 @@ describe('heptad device run with a service', () => {
     });
     const seen = await show(id);
     assert.equal(seen.runtime?.['version'], '1.0.0');
-    const events = seen.runtime?.['events'] as Array<Record<string, string>>;
+    const events = (seen.runtime?.['events'] ?? []) as Array<Record<string, string>>;
     assert.equal(events.filter((e) => e['kind'] === 'trial-started').length, 3);
     assert.ok(events.some((e) => e['kind'] === 'trial-abandoned' && e['slot'] === 'B'));
     const sec = await asAdmin(['security-event', 'list', '--device', id, '--output', 'json']);
