@@ -131,6 +131,9 @@ describe('heptad device run with a service', () => {
     assert.equal(seen.runtime?.['slot'], 'B');
     assert.equal(seen.runtime?.['trial'], false);
     assert.equal(seen.runtime?.['floor'], 2);
+    const text = (await asAdmin(['device', 'show', id])).out;
+    assert.match(text, /^runtime +1\.1\.0 \(slot B, committed, floor 2, reported /m);
+    assert.match(text, /^event +\S+ {2}trial-committed {2}slot B {2}1\.1\.0$/m);
     const kinds = ((seen.runtime?.['events'] ?? []) as Array<Record<string, string>>).map((e) => e['kind']);
     assert.ok(kinds.includes('trial-started') && kinds.includes('trial-committed'), kinds.join());
     // Events the service accepted are not kept (nor sent) again.

@@ -257,28 +257,39 @@ describe('heptad device run', () => {
 
   test('signed by another key, or a valid signature grafted onto another manifest: never booted', async () => {
     const other = await kit.pack('other-signed', '1.0.0', 1, { sign: false });
-    const state = await newDevice();
-    // The build-key-only package: signed, but not by the platform.
-    put(join(state, 'slots/A/runtime.hpkg'), readFileSync(other.file));
-    let dev = new DeviceProcess(state);
-    assert.equal((await dev.exited).code, 1);
-    assert.match(dev.out, /heptad: BOOT_NO_VALID_RUNTIME: /);
-    assert.doesNotMatch(dev.out, /\[runtime\]/);
-    const halted = await status(state);
-    assert.equal(halted['phase'], 'halted');
-    assert.equal(halted['haltCode'], 'BOOT_NO_VALID_RUNTIME');
-    // rt1's signature block after rt2's signed region: the signature does not cover it.
+    // rt1's signature block after rt2's signed region: a genuine platform signature, over other bytes.
     const a = readFileSync(rt1.file);
     const b = readFileSync(rt2.file);
-    const sigLen = (buf: Buffer) => buf.length - signedRegionEnd(buf);
-    writeFileSync(
-      join(state, 'slots/A/runtime.hpkg'),
-      Buffer.concat([b.subarray(0, signedRegionEnd(b)), a.subarray(a.length - sigLen(a))]),
-    );
-    dev = new DeviceProcess(state);
-    assert.equal((await dev.exited).code, 1);
-    assert.match(dev.out, /BOOT_NO_VALID_RUNTIME/);
-    assert.doesNotMatch(dev.out, /\[runtime\]/);
+    const grafted = Buffer.concat([b.subarray(0, signedRegionEnd(b)), a.subarray(signedRegionEnd(a))]);
+    for (const [name, bad, code] of [
+      ['build key only', readFileSync(other.file), 'IMAGE_SIGNATURE_UNTRUSTED'],
+      ['grafted signature', grafted, 'IMAGE_SIGNATURE_INVALID'],
+    ] as const) {
+      // With a good slot B: the device boots it and reports the refused slot.
+      const state = await newDevice();
+      put(join(state, 'slots/B/runtime.hpkg'), readFileSync(join(state, 'slots/A/runtime.hpkg')));
+      put(join(state, 'slots/A/runtime.hpkg'), bad);
+      let dev = new DeviceProcess(state);
+      await dev.waitFor(/ready in/);
+      assert.match(dev.out, /boot: slot B runtime 1\.0\.0/, name);
+      assert.deepEqual(
+        events(state)
+          .filter((e) => e['kind'] === 'slot-refused')
+          .map((e) => [e['slot'], e['code']]),
+        [['A', code]],
+        name,
+      );
+      await dev.stop();
+      // With no good slot at all: the device halts with a code and runs nothing.
+      put(join(state, 'slots/B/runtime.hpkg'), bad);
+      dev = new DeviceProcess(state);
+      assert.equal((await dev.exited).code, 1, name);
+      assert.match(dev.out, /heptad: BOOT_NO_VALID_RUNTIME: /);
+      assert.doesNotMatch(dev.out, /boot: slot|\[runtime\]/);
+      const halted = await status(state);
+      assert.equal(halted['phase'], 'halted');
+      assert.equal(halted['haltCode'], 'BOOT_NO_VALID_RUNTIME');
+    }
   });
 
   test('a slot below the anti-rollback floor is refused at boot (BOOT_BELOW_FLOOR) and at sideload (BOOT_ROLLBACK_REFUSED)', async () => {
