@@ -1,6 +1,9 @@
-import http from 'node:http';
+import type http from 'node:http';
 import https from 'node:https';
 import { ERROR_REGISTRY, HeptadError, isErrorCode } from '@heptad/protocol';
+
+/** node:http without its ES namespace, which would load Node's bundled undici (see device service-client). */
+const plainHttp = (): typeof http => process.getBuiltinModule('node:http') as typeof http;
 
 /** An error the service answered with (problem+json), carried to the CLI's one-line report. */
 export class ApiError extends Error {
@@ -79,7 +82,7 @@ export class ServiceClient {
     this.#agent =
       url.protocol === 'https:'
         ? new https.Agent({ keepAlive: true, ...(options.caPem ? { ca: options.caPem } : {}) })
-        : new http.Agent({ keepAlive: true });
+        : new (plainHttp().Agent)({ keepAlive: true });
   }
 
   close(): void {
@@ -118,7 +121,7 @@ export class ServiceClient {
   #send(method: string, path: string, body: unknown): Promise<{ status: number; text: string }> {
     const target = new URL(path, this.#url);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const mod = target.protocol === 'https:' ? https : http;
+    const mod = target.protocol === 'https:' ? https : plainHttp();
     return new Promise((resolve, reject) => {
       const req = mod.request(
         target,
