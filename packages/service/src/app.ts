@@ -15,6 +15,10 @@ import type { App, RouteDeps } from './http/deps.ts';
 import { operationsRoutes } from './http/operations.ts';
 import { sendProblem, toHeptadError } from './http/problem.ts';
 import { Problem } from './http/schemas.ts';
+import { type BlobStore, MemoryBlobStore } from './images/blob-store.ts';
+import { TenantImageKeys } from './images/image-keys.ts';
+import { ImageService } from './images/image-service.ts';
+import { imageRoutes } from './images/routes.ts';
 import { KeyStore } from './keys/key-store.ts';
 import { TenantPki } from './pki/tenant-pki.ts';
 import { productRoutes } from './products/routes.ts';
@@ -33,6 +37,8 @@ export interface AppOptions {
   readonly https?: { key: string; cert: string } | null;
   /** seals the service's private keys (tenant CAs); an ephemeral one when omitted (tests) */
   readonly keys?: KeyStore;
+  /** where image files live (serve: DATA/blobs); in memory when omitted */
+  readonly blobs?: BlobStore;
 }
 
 /** The composition root of the HTTP service: every route and hook is wired here, once. */
@@ -135,5 +141,11 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const nonces = new NonceIssuer(keys.derive('attestation-nonce'));
   const attestation = new AttestationService(options.store, nonces, pki, clock, options.logger);
   attestationRoutes(app, { ...deps, attestation, pki });
+  const images = new ImageService(
+    options.store,
+    new TenantImageKeys(options.store.db, keys, clock),
+    options.blobs ?? new MemoryBlobStore(),
+  );
+  imageRoutes(app, { ...deps, images });
   return app;
 }

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { AttestationStore, RuntimeImageStore } from '../attestation/attestation-store.ts';
 import { AuditStore } from '../audit/audit-store.ts';
 import { DeviceRegistry, TenantDeviceStore } from '../devices/device-store.ts';
+import { ImageStore } from '../images/image-store.ts';
 import { ProductStore } from '../products/product-store.ts';
 import { TenantStore, UserStore } from '../tenants/tenant-store.ts';
 import type { Connection } from './connect.ts';
@@ -15,6 +16,7 @@ export interface TenantScope {
   readonly tenantId: string;
   readonly products: ProductStore;
   readonly devices: TenantDeviceStore;
+  readonly images: ImageStore;
   readonly audit: AuditStore;
 }
 
@@ -50,6 +52,7 @@ export class Store {
       tenantId,
       products,
       devices: new TenantDeviceStore(this.#db, this.#target, tenantId, products),
+      images: new ImageStore(this.#db, tenantId),
       audit: new AuditStore(this.#db, tenantId),
     };
   }
