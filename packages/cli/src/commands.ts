@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { HeptadError, isDeviceId } from '@heptad/protocol';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
+import { IMAGE_COMMANDS } from './image-commands.ts';
 import { renderRecord } from './output.ts';
 import { saveProfile } from './profiles.ts';
 import { RUNTIME_COMMANDS } from './runtime-commands.ts';
@@ -635,6 +636,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...DEVICE_LOCAL_COMMANDS,
   ...PKI_COMMANDS,
   ...RUNTIME_COMMANDS,
+  ...IMAGE_COMMANDS,
 
   // ---- audit ----
   {
