@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { HeptadError, isDeviceId } from '@heptad/protocol';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
-import { IMAGE_COMMANDS } from './image-commands.ts';
+import { DEPLOYMENT_COMMANDS, IMAGE_COMMANDS } from './image-commands.ts';
 import { renderRecord } from './output.ts';
 import { saveProfile } from './profiles.ts';
 import { RUNTIME_COMMANDS } from './runtime-commands.ts';
@@ -637,6 +637,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...PKI_COMMANDS,
   ...RUNTIME_COMMANDS,
   ...IMAGE_COMMANDS,
+  ...DEPLOYMENT_COMMANDS,
 
   // ---- audit ----
   {

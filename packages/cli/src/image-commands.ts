@@ -289,3 +289,89 @@ export const IMAGE_COMMANDS: readonly CommandSpec[] = [
     },
   },
 ];
+
+const DEPLOYMENT_COLUMNS = [
+  { header: 'ID', get: (r: Record<string, unknown>) => r['id'] },
+  { header: 'GROUP', get: (r: Record<string, unknown>) => `${r['productName']}/${r['deviceGroupName']}` },
+  { header: 'CURRENT', get: (r: Record<string, unknown>) => (r['current'] ? 'yes' : '') },
+  {
+    header: 'IMAGES',
+    get: (r: Record<string, unknown>) =>
+      (r['images'] as Array<Record<string, unknown>>).map((i) => `${i['name']} ${i['version']}`).join(', '),
+  },
+  { header: 'CREATED', get: (r: Record<string, unknown>) => r['createdAt'] },
+];
+
+export const DEPLOYMENT_COMMANDS: readonly CommandSpec[] = [
+  {
+    path: ['deployment', 'create'],
+    summary: "Deploy images to a device group (the newest deployment is what the group's devices must run)",
+    args: [],
+    options: [
+      {
+        name: 'device-group',
+        type: 'string',
+        valueName: 'GROUP',
+        description: 'device group id or "Product/Group"',
+        required: true,
+      },
+      {
+        name: 'image',
+        type: 'string',
+        valueName: 'ID',
+        description: 'image id; one per application (repeat for several)',
+        required: true,
+        multiple: true,
+      },
+    ],
+    service: true,
+    examples: ['heptad deployment create --device-group "DW100/Field Test" --image IMAGE_ID'],
+    async run(ctx) {
+      const images = ctx.options['image'];
+      const body = {
+        deviceGroup: String(ctx.options['device-group']),
+        imageIds: Array.isArray(images) ? images : [String(images)],
+      };
+      const d = await (await ctx.client()).request<Record<string, unknown>>('POST', '/v1/deployments', body);
+      return { data: d, table: { columns: DEPLOYMENT_COLUMNS, rows: [d] } };
+    },
+  },
+  {
+    path: ['deployment', 'list'],
+    summary: "A device group's deployments, newest (current) first",
+    args: [],
+    options: [
+      {
+        name: 'device-group',
+        type: 'string',
+        valueName: 'GROUP',
+        description: 'device group id or "Product/Group"',
+        required: true,
+      },
+      { name: 'limit', type: 'string', valueName: 'N', description: '1–1000 (default 100)' },
+    ],
+    service: true,
+    async run(ctx) {
+      const q = new URLSearchParams({ deviceGroup: String(ctx.options['device-group']) });
+      const limit = str(ctx, 'limit');
+      if (limit !== undefined) q.set('limit', limit);
+      const { items } = await (await ctx.client()).request<{ items: Array<Record<string, unknown>> }>(
+        'GET',
+        `/v1/deployments?${q}`,
+      );
+      return { data: { items }, table: { columns: DEPLOYMENT_COLUMNS, rows: items } };
+    },
+  },
+  {
+    path: ['deployment', 'show'],
+    summary: 'Show a deployment and its images',
+    args: [{ name: 'ID', description: 'deployment id', required: true }],
+    options: [],
+    service: true,
+    async run(ctx) {
+      const id = encodeURIComponent(String(str(ctx, 'ID')));
+      const d = await (await ctx.client()).request<Record<string, unknown>>('GET', `/v1/deployments/${id}`);
+      return { data: d, table: { columns: DEPLOYMENT_COLUMNS, rows: [d] } };
+    },
+  },
+];

@@ -140,6 +140,76 @@ describe('heptad image commands', () => {
     assert.equal(prod.digest, local.digest);
   });
 
+  test('deployment create/list/show: the newest deployment of a group is current', async () => {
+    assert.equal((await asContributor(['product', 'create', 'DW200'])).code, 0);
+    const cid = randomUUID();
+    const ids: string[] = [];
+    for (const v of ['1.0.0', '1.1.0']) {
+      await cli([
+        'image',
+        'pack',
+        appDir(`d-${v}`, manifestOf('dep', cid)),
+        '--out',
+        `d-${v}.hpkg`,
+        '--key',
+        'dev.key',
+        '--version',
+        v,
+      ]);
+      ids.push(
+        String((await asContributor(['image', 'add', `d-${v}.hpkg`, '--output', 'json'])).json()['id']),
+      );
+    }
+    const first = await asContributor([
+      'deployment',
+      'create',
+      '--device-group',
+      'DW200/Field Test',
+      '--image',
+      String(ids[0]),
+      '--output',
+      'json',
+    ]);
+    assert.equal(first.code, 0, first.err);
+    const second = await asContributor([
+      'deployment',
+      'create',
+      '--device-group',
+      'DW200/Field Test',
+      '--image',
+      String(ids[1]),
+    ]);
+    assert.equal(second.code, 0, second.err);
+    assert.match(second.out, /DW200\/Field Test\s+yes\s+dep 1\.1\.0/);
+    const list = await cli(['deployment', 'list', '--device-group', 'DW200/Field Test', '--output', 'json'], {
+      HEPTAD_TOKEN: reader,
+    });
+    assert.deepEqual(
+      list.json().items?.map((d) => d['current']),
+      [true, false],
+    );
+    const show = await cli(['deployment', 'show', String(first.json()['id']), '--output', 'json'], {
+      HEPTAD_TOKEN: reader,
+    });
+    assert.equal(show.json()['current'], false);
+    // Two versions of one app in one deployment, and a missing --image, are refused.
+    const both = await asContributor([
+      'deployment',
+      'create',
+      '--device-group',
+      'DW200/Field Test',
+      '--image',
+      String(ids[0]),
+      '--image',
+      String(ids[1]),
+    ]);
+    assert.match(both.err, /^heptad: DEPLOYMENT_INVALID: /);
+    assert.equal(
+      (await asContributor(['deployment', 'create', '--device-group', 'DW200/Field Test'])).code,
+      2,
+    );
+  });
+
   test('bad folders are refused before anything is written', async () => {
     const cases: Array<[string, () => string, string]> = [
       [

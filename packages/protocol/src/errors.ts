@@ -458,6 +458,23 @@ export const ERROR_REGISTRY = {
     hint: 'pack the application with heptad image pack; runtimes are published by the operator (heptad runtime)',
   },
 
+  // Deployments
+  DEPLOYMENT_NOT_FOUND: {
+    status: 404,
+    title: 'No such deployment in this tenant',
+    hint: 'list a device group’s deployments with heptad deployment list --device-group G',
+  },
+  DEPLOYMENT_INVALID: {
+    status: 400,
+    title: 'The deployment names an image twice, or two versions of one application',
+    hint: 'name each application once, with the version its devices must run',
+  },
+  DEPLOYMENT_CONCURRENT: {
+    status: 409,
+    title: 'Another deployment to this device group was created at the same moment',
+    hint: 'list the group’s deployments and create yours again if it is still wanted',
+  },
+
   // Service
   SERVICE_NOT_READY: {
     status: 503,

@@ -9,6 +9,7 @@ import { AttestationService } from './attestation/attestation-service.ts';
 import { NonceIssuer } from './attestation/nonce-store.ts';
 import { attestationRoutes } from './attestation/routes.ts';
 import { auditRoutes } from './audit/routes.ts';
+import { deploymentRoutes } from './deployments/routes.ts';
 import { deviceRoutes } from './devices/routes.ts';
 import { createAuthenticator } from './http/auth.ts';
 import type { App, RouteDeps } from './http/deps.ts';
@@ -147,5 +148,6 @@ export async function buildApp(options: AppOptions): Promise<App> {
     options.blobs ?? new MemoryBlobStore(),
   );
   imageRoutes(app, { ...deps, images });
+  deploymentRoutes(app, deps);
   return app;
 }

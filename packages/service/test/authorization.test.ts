@@ -41,6 +41,13 @@ interface Fixture {
 
 const uniq = () => randomUUID().slice(0, 8);
 
+/** The id of a device group of tenant A's product. */
+async function groupOf(f: Fixture): Promise<string> {
+  const r = await f.svc.call('GET', `/v1/device-groups?product=${f.productId}`, { token: f.a.tokens.Reader });
+  assert.equal(r.status, 200, r.body);
+  return String(r.json.items?.[0]?.['id']);
+}
+
 /** Uploads a fresh application image as tenant A's Contributor; returns its id. */
 async function uploadImage(f: Fixture): Promise<string> {
   const r = await f.svc.call('POST', '/v1/images', {
@@ -342,6 +349,37 @@ const ROWS: Row[] = [
     min: 'Reader',
     wrongTenant: 'own',
     prepare: async () => ({ url: '/v1/tenants/current/image-signing-key' }),
+  },
+  {
+    method: 'POST',
+    route: '/v1/deployments',
+    min: 'Contributor',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({
+      url: '/v1/deployments',
+      body: { deviceGroup: await groupOf(f), imageIds: [await uploadImage(f)] },
+    }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/deployments',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/deployments?deviceGroup=${await groupOf(f)}` }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/deployments/{id}',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => {
+      const r = await f.svc.call('POST', '/v1/deployments', {
+        token: f.a.tokens.Contributor,
+        body: { deviceGroup: await groupOf(f), imageIds: [await uploadImage(f)] },
+      });
+      assert.equal(r.status, 201, r.body);
+      return { url: `/v1/deployments/${r.json['id']}` };
+    },
   },
   {
     method: 'POST',

@@ -231,6 +231,28 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0007_deployments': {
+      async up(db: Kysely<unknown>) {
+        // A deployment names the images a device group must run; the newest one of a group is
+        // the group's current deployment. Image ids as a JSON array, in the order given.
+        await db.schema
+          .createTable('deployments')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('device_group_id', 'text', (c) => c.notNull().references('device_groups.id'))
+          .addColumn('image_ids', 'text', (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('seq', 'integer', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('deployments_group')
+          .on('deployments')
+          .columns(['tenant_id', 'device_group_id', 'seq'])
+          .unique()
+          .execute();
+      },
+    },
   };
 }
 

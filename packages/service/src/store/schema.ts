@@ -175,6 +175,18 @@ export interface ImagesTable {
   created_at: string;
 }
 
+export interface DeploymentsTable {
+  id: string;
+  tenant_id: string;
+  device_group_id: string;
+  /** JSON array of image ids */
+  image_ids: string;
+  created_by: string;
+  created_at: string;
+  /** 1, 2, 3 … per device group: the highest is the group's current deployment */
+  seq: number;
+}
+
 export interface Database {
   tenants: TenantsTable;
   users: UsersTable;
@@ -190,4 +202,5 @@ export interface Database {
   runtime_images: RuntimeImagesTable;
   tenant_image_keys: TenantImageKeysTable;
   images: ImagesTable;
+  deployments: DeploymentsTable;
 }

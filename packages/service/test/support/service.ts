@@ -77,6 +77,7 @@ const TABLES = {
   runtime_images: 'digest',
   tenant_image_keys: 'tenant_id',
   images: 'id',
+  deployments: 'id',
 } as const;
 
 export async function createTestService(
