@@ -6,7 +6,7 @@ import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
 import { DEPLOYMENT_COMMANDS, IMAGE_COMMANDS } from './image-commands.ts';
 import { renderRecord } from './output.ts';
 import { saveProfile } from './profiles.ts';
-import { RUNTIME_COMMANDS } from './runtime-commands.ts';
+import { RUNTIME_COMMANDS, RUNTIME_RELEASE_COMMANDS } from './runtime-commands.ts';
 import { serveCommand } from './serve-command.ts';
 import type { Column, CommandContext, CommandResult, CommandSpec } from './spec.ts';
 
@@ -638,6 +638,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...RUNTIME_COMMANDS,
   ...IMAGE_COMMANDS,
   ...DEPLOYMENT_COMMANDS,
+  ...RUNTIME_RELEASE_COMMANDS,
 
   // ---- audit ----
   {

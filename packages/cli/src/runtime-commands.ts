@@ -434,3 +434,173 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
     },
   },
 ];
+
+const RELEASE_COLUMNS = [
+  { header: 'VERSION', get: (r: Record<string, unknown>) => r['version'] },
+  { header: 'SECURITY', get: (r: Record<string, unknown>) => r['securityVersion'] },
+  { header: 'FEED', get: (r: Record<string, unknown>) => r['feed'] },
+  { header: 'WITHDRAWN', get: (r: Record<string, unknown>) => (r['withdrawn'] ? 'yes' : '') },
+  { header: 'DIGEST', get: (r: Record<string, unknown>) => r['digest'] },
+  { header: 'PUBLISHED', get: (r: Record<string, unknown>) => r['publishedAt'] },
+];
+const ref = (ctx: CommandContext) => encodeURIComponent(String(str(ctx, 'RELEASE')));
+
+/** Runtime releases on the feeds (operator), and what a device group is offered. */
+export const RUNTIME_RELEASE_COMMANDS: readonly CommandSpec[] = [
+  {
+    path: ['runtime', 'signer', 'add'],
+    summary: 'Register a platform runtime-signing public key with the service (operator)',
+    args: [{ name: 'FILE', description: 'public key PEM (the .pub of heptad key create)', required: true }],
+    options: [],
+    service: true,
+    async run(ctx) {
+      const pem = readBytes(resolve(ctx.io.cwd, String(str(ctx, 'FILE'))), 'public key').toString('utf8');
+      // A private key never leaves this machine, even by mistake.
+      if (/PRIVATE KEY/.test(pem))
+        throw new HeptadError(
+          'RUNTIME_SIGNER_INVALID',
+          'that is a private key file; give its .pub (public key) file',
+        );
+      const s = await (await ctx.client()).request<Record<string, unknown>>('POST', '/v1/runtime-signers', {
+        publicKeyPem: pem,
+      });
+      return { data: s, text: `${s['keyId']}\n` };
+    },
+  },
+  {
+    path: ['runtime', 'signer', 'list'],
+    summary: 'List the platform runtime-signing keys',
+    args: [],
+    options: [],
+    service: true,
+    async run(ctx) {
+      const { items } = await (await ctx.client()).request<{ items: Array<Record<string, unknown>> }>(
+        'GET',
+        '/v1/runtime-signers',
+      );
+      return {
+        data: { items },
+        table: {
+          columns: [
+            { header: 'KEY ID', get: (r) => r['keyId'] },
+            { header: 'ADDED', get: (r) => r['createdAt'] },
+          ],
+          rows: items,
+        },
+      };
+    },
+  },
+  {
+    path: ['runtime', 'publish'],
+    summary: 'Publish a platform-signed runtime package to the retail-eval feed (operator)',
+    description:
+      'The package must verify against a registered runtime-signing key. Evaluation device groups ' +
+      '(feed retail-eval) are offered it at once; promote it to reach retail groups. Its digest becomes ' +
+      'known to attestation.',
+    args: [
+      { name: 'FILE', description: 'runtime package (runtime pack, then runtime sign)', required: true },
+    ],
+    options: [
+      {
+        name: 'feed',
+        type: 'string',
+        valueName: 'retail-eval',
+        description: 'the feed (releases start on retail-eval)',
+      },
+    ],
+    service: true,
+    async run(ctx) {
+      const feed = str(ctx, 'feed') ?? 'retail-eval';
+      if (feed !== 'retail-eval')
+        throw new HeptadError(
+          'CLI_USAGE',
+          'releases are published to retail-eval; then heptad runtime promote --to retail',
+        );
+      const bytes = readBytes(resolve(ctx.io.cwd, String(str(ctx, 'FILE'))), 'package');
+      const r = await (await ctx.client()).upload<Record<string, unknown>>('/v1/runtime-releases', bytes);
+      return { data: r, table: { columns: RELEASE_COLUMNS, rows: [r] } };
+    },
+  },
+  {
+    path: ['runtime', 'promote'],
+    summary: 'Promote a runtime release from retail-eval to retail (operator)',
+    args: [{ name: 'RELEASE', description: 'version or package digest', required: true }],
+    options: [
+      {
+        name: 'to',
+        type: 'string',
+        valueName: 'retail',
+        description: 'the feed to promote to',
+        required: true,
+      },
+    ],
+    service: true,
+    async run(ctx) {
+      if (str(ctx, 'to') !== 'retail') throw new HeptadError('CLI_USAGE', '--to must be retail');
+      const r = await (await ctx.client()).request<Record<string, unknown>>(
+        'POST',
+        `/v1/runtime-releases/${ref(ctx)}/promote`,
+        { feed: 'retail' },
+      );
+      return { data: r, table: { columns: RELEASE_COLUMNS, rows: [r] } };
+    },
+  },
+  {
+    path: ['runtime', 'withdraw'],
+    summary: 'Withdraw a runtime release: never offered again (operator)',
+    args: [{ name: 'RELEASE', description: 'version or package digest', required: true }],
+    options: [],
+    service: true,
+    async run(ctx) {
+      const r = await (await ctx.client()).request<Record<string, unknown>>(
+        'POST',
+        `/v1/runtime-releases/${ref(ctx)}/withdraw`,
+      );
+      return { data: r, table: { columns: RELEASE_COLUMNS, rows: [r] } };
+    },
+  },
+  {
+    path: ['runtime', 'list'],
+    summary: 'List the runtime releases, newest first',
+    args: [],
+    options: [],
+    service: true,
+    async run(ctx) {
+      const { items } = await (await ctx.client()).request<{ items: Array<Record<string, unknown>> }>(
+        'GET',
+        '/v1/runtime-releases',
+      );
+      return { data: { items }, table: { columns: RELEASE_COLUMNS, rows: items } };
+    },
+  },
+  {
+    path: ['runtime', 'download'],
+    summary: 'Download a runtime release package',
+    args: [{ name: 'RELEASE', description: 'version or package digest', required: true }],
+    options: [
+      { name: 'out', type: 'string', valueName: 'FILE', description: 'file to write', required: true },
+    ],
+    service: true,
+    async run(ctx) {
+      const bytes = await (await ctx.client()).download(`/v1/runtime-releases/${ref(ctx)}/content`);
+      const out = path(ctx, 'out');
+      writeFileAtomic(out, bytes, 0o644);
+      return { data: { file: out, size: bytes.length }, text: `Wrote ${out} (${bytes.length} bytes)\n` };
+    },
+  },
+  {
+    path: ['device-group', 'runtime'],
+    summary: "The runtime release a device group's feed offers now",
+    args: [{ name: 'GROUP', description: 'device group id or "Product/Group"', required: true }],
+    options: [],
+    service: true,
+    async run(ctx) {
+      const g = encodeURIComponent(String(str(ctx, 'GROUP')));
+      const r = await (await ctx.client()).request<Record<string, unknown>>(
+        'GET',
+        `/v1/device-groups/${g}/runtime`,
+      );
+      return { data: r, table: { columns: RELEASE_COLUMNS, rows: [r] } };
+    },
+  },
+];

@@ -251,6 +251,36 @@ export const ERROR_REGISTRY = {
     title: 'This runtime image digest is already known',
     hint: 'nothing to do',
   },
+  RUNTIME_SIGNER_INVALID: {
+    status: 400,
+    title: 'The runtime-signing key is not an ECDSA P-256 public key in PEM',
+    hint: 'give the .pub file heptad key create wrote next to the platform runtime-signing key',
+  },
+  RUNTIME_SIGNER_EXISTS: {
+    status: 409,
+    title: 'This runtime-signing key is registered already',
+    hint: 'nothing to do',
+  },
+  RUNTIME_RELEASE_NOT_FOUND: {
+    status: 404,
+    title: 'No such runtime release (or none on this feed yet)',
+    hint: 'list the releases with heptad runtime list',
+  },
+  RUNTIME_RELEASE_EXISTS: {
+    status: 409,
+    title: 'A runtime release with this digest or version exists',
+    hint: 'publish a new build with a new version',
+  },
+  RUNTIME_RELEASE_WITHDRAWN: {
+    status: 409,
+    title: 'The runtime release is withdrawn',
+    hint: 'a withdrawn release is never offered or promoted again; publish a fixed release',
+  },
+  RUNTIME_RELEASE_ALREADY_RETAIL: {
+    status: 409,
+    title: 'The runtime release is on the retail feed already',
+    hint: 'nothing to do',
+  },
   RUNTIME_BUILD_FAILED: {
     status: 0,
     title: 'The runtime could not be bundled',
@@ -454,8 +484,9 @@ export const ERROR_REGISTRY = {
   },
   IMAGE_TYPE_NOT_ALLOWED: {
     status: 400,
-    title: 'Tenants upload application images; runtime images come from the platform',
-    hint: 'pack the application with heptad image pack; runtimes are published by the operator (heptad runtime)',
+    title:
+      'The package is of the wrong type here: tenants upload applications, the operator publishes runtimes',
+    hint: 'applications: heptad image pack and image add; runtimes: heptad runtime pack, sign and publish (operator)',
   },
 
   // Deployments

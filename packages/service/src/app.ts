@@ -23,6 +23,7 @@ import { imageRoutes } from './images/routes.ts';
 import { KeyStore } from './keys/key-store.ts';
 import { TenantPki } from './pki/tenant-pki.ts';
 import { productRoutes } from './products/routes.ts';
+import { runtimeReleaseRoutes } from './runtime-releases/routes.ts';
 import type { Store } from './store/store.ts';
 import { tenantRoutes } from './tenants/routes.ts';
 
@@ -142,12 +143,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const nonces = new NonceIssuer(keys.derive('attestation-nonce'));
   const attestation = new AttestationService(options.store, nonces, pki, clock, options.logger);
   attestationRoutes(app, { ...deps, attestation, pki });
-  const images = new ImageService(
-    options.store,
-    new TenantImageKeys(options.store.db, keys, clock),
-    options.blobs ?? new MemoryBlobStore(),
-  );
+  const blobs = options.blobs ?? new MemoryBlobStore();
+  const images = new ImageService(options.store, new TenantImageKeys(options.store.db, keys, clock), blobs);
   imageRoutes(app, { ...deps, images });
   deploymentRoutes(app, deps);
+  runtimeReleaseRoutes(app, { ...deps, blobs });
   return app;
 }

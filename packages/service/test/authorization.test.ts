@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { appPackage, octet } from './support/images.ts';
 import {
@@ -40,6 +40,37 @@ interface Fixture {
 }
 
 const uniq = () => randomUUID().slice(0, 8);
+
+const platformKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+let releaseCount = 0;
+const platformRuntime = () =>
+  appPackage({
+    type: 'runtime',
+    name: 'heptad-runtime',
+    version: `1.0.${++releaseCount}`,
+    securityVersion: 1,
+    key: platformKey.privateKey,
+  });
+
+async function ensurePlatformSigner(f: Fixture): Promise<void> {
+  const r = await f.svc.call('POST', '/v1/runtime-signers', {
+    token: f.svc.operatorToken,
+    body: { publicKeyPem: platformKey.publicKey.export({ format: 'pem', type: 'spki' }).toString() },
+  });
+  assert.ok(r.status === 201 || r.json.code === 'RUNTIME_SIGNER_EXISTS', r.body);
+}
+
+/** Publishes a fresh platform-signed runtime (retail-eval); returns its digest. */
+async function publishRelease(f: Fixture): Promise<string> {
+  await ensurePlatformSigner(f);
+  const r = await f.svc.call('POST', '/v1/runtime-releases', {
+    token: f.svc.operatorToken,
+    raw: platformRuntime(),
+    headers: octet,
+  });
+  assert.equal(r.status, 201, r.body);
+  return String(r.json['digest']);
+}
 
 /** The id of a device group of tenant A's product. */
 async function groupOf(f: Fixture): Promise<string> {
@@ -379,6 +410,81 @@ const ROWS: Row[] = [
       });
       assert.equal(r.status, 201, r.body);
       return { url: `/v1/deployments/${r.json['id']}` };
+    },
+  },
+  {
+    method: 'POST',
+    route: '/v1/runtime-signers',
+    min: 'operator',
+    prepare: async () => ({
+      url: '/v1/runtime-signers',
+      body: {
+        publicKeyPem: generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+          .publicKey.export({ format: 'pem', type: 'spki' })
+          .toString(),
+      },
+    }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/runtime-signers',
+    min: 'Reader',
+    operatorToo: true,
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/runtime-signers' }),
+  },
+  {
+    method: 'POST',
+    route: '/v1/runtime-releases',
+    min: 'operator',
+    prepare: async (f) => {
+      await ensurePlatformSigner(f);
+      return { url: '/v1/runtime-releases', raw: platformRuntime(), headers: octet };
+    },
+  },
+  {
+    method: 'GET',
+    route: '/v1/runtime-releases',
+    min: 'Reader',
+    operatorToo: true,
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/runtime-releases' }),
+  },
+  {
+    method: 'POST',
+    route: '/v1/runtime-releases/{ref}/promote',
+    min: 'operator',
+    prepare: async (f) => ({
+      url: `/v1/runtime-releases/${await publishRelease(f)}/promote`,
+      body: { feed: 'retail' },
+    }),
+  },
+  {
+    method: 'POST',
+    route: '/v1/runtime-releases/{ref}/withdraw',
+    min: 'operator',
+    prepare: async (f) => ({ url: `/v1/runtime-releases/${await publishRelease(f)}/withdraw` }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/runtime-releases/{ref}/content',
+    min: 'Reader',
+    operatorToo: true,
+    wrongTenant: 'own',
+    prepare: async (f) => ({ url: `/v1/runtime-releases/${await publishRelease(f)}/content` }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/device-groups/{deviceGroup}/runtime',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => {
+      const digest = await publishRelease(f);
+      await f.svc.call('POST', `/v1/runtime-releases/${digest}/promote`, {
+        token: f.svc.operatorToken,
+        body: { feed: 'retail' },
+      });
+      return { url: `/v1/device-groups/${await groupOf(f)}/runtime` };
     },
   },
   {

@@ -253,6 +253,32 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0008_runtime_releases': {
+      async up(db: Kysely<unknown>) {
+        // The platform's runtime-signing public keys: a runtime is published only when one of
+        // them signed it (the keys devices trust from their read-only area).
+        await db.schema
+          .createTable('runtime_signers')
+          .addColumn('key_id', 'text', (c) => c.primaryKey())
+          .addColumn('public_key_pem', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        // Runtime releases on the feeds: retail-eval first, then promoted to retail; a withdrawn
+        // release is never offered again.
+        await db.schema
+          .createTable('runtime_releases')
+          .addColumn('digest', 'text', (c) => c.primaryKey())
+          .addColumn('version', 'text', (c) => c.notNull().unique())
+          .addColumn('security_version', 'integer', (c) => c.notNull())
+          .addColumn('feed', 'text', (c) => c.notNull())
+          .addColumn('blob_sha256', 'text', (c) => c.notNull())
+          .addColumn('size', 'integer', (c) => c.notNull())
+          .addColumn('published_at', 'text', (c) => c.notNull())
+          .addColumn('promoted_at', 'text')
+          .addColumn('withdrawn_at', 'text')
+          .execute();
+      },
+    },
   };
 }
 

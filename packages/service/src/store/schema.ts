@@ -187,6 +187,27 @@ export interface DeploymentsTable {
   seq: number;
 }
 
+export interface RuntimeSignersTable {
+  key_id: string;
+  public_key_pem: string;
+  created_at: string;
+}
+
+export type RuntimeFeed = 'retail-eval' | 'retail';
+
+export interface RuntimeReleasesTable {
+  digest: string;
+  version: string;
+  security_version: number;
+  /** the feed it is on: retail-eval (published) or retail (promoted) */
+  feed: RuntimeFeed;
+  blob_sha256: string;
+  size: number;
+  published_at: string;
+  promoted_at: string | null;
+  withdrawn_at: string | null;
+}
+
 export interface Database {
   tenants: TenantsTable;
   users: UsersTable;
@@ -203,4 +224,6 @@ export interface Database {
   tenant_image_keys: TenantImageKeysTable;
   images: ImagesTable;
   deployments: DeploymentsTable;
+  runtime_signers: RuntimeSignersTable;
+  runtime_releases: RuntimeReleasesTable;
 }

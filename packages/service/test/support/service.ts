@@ -78,6 +78,8 @@ const TABLES = {
   tenant_image_keys: 'tenant_id',
   images: 'id',
   deployments: 'id',
+  runtime_signers: 'key_id',
+  runtime_releases: 'digest',
 } as const;
 
 export async function createTestService(
