@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { HeptadError, isDeviceId } from '@heptad/protocol';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
-import { DEPLOYMENT_COMMANDS, IMAGE_COMMANDS } from './image-commands.ts';
+import { CAPABILITY_COMMANDS, DEPLOYMENT_COMMANDS, IMAGE_COMMANDS } from './image-commands.ts';
 import { renderRecord } from './output.ts';
 import { saveProfile } from './profiles.ts';
 import { RUNTIME_COMMANDS, RUNTIME_RELEASE_COMMANDS } from './runtime-commands.ts';
@@ -638,6 +638,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...RUNTIME_COMMANDS,
   ...IMAGE_COMMANDS,
   ...DEPLOYMENT_COMMANDS,
+  ...CAPABILITY_COMMANDS,
   ...RUNTIME_RELEASE_COMMANDS,
 
   // ---- audit ----

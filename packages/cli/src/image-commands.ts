@@ -375,3 +375,69 @@ export const DEPLOYMENT_COMMANDS: readonly CommandSpec[] = [
     },
   },
 ];
+
+/** Device capabilities (Administrator): appDevelopment, fieldServicing. */
+export const CAPABILITY_COMMANDS: readonly CommandSpec[] = [
+  {
+    path: ['device', 'capability', 'add'],
+    summary:
+      'Give a device a capability: appDevelopment (developer images, no cloud app updates) or fieldServicing',
+    args: [
+      { name: 'ID', description: 'device id', required: true },
+      { name: 'CAPABILITY', description: 'appDevelopment or fieldServicing', required: true },
+    ],
+    options: [],
+    service: true,
+    async run(ctx) {
+      const id = encodeURIComponent(String(str(ctx, 'ID')));
+      const c = await (await ctx.client()).request<Record<string, unknown>>(
+        'POST',
+        `/v1/devices/${id}/capabilities`,
+        {
+          capability: String(str(ctx, 'CAPABILITY')),
+        },
+      );
+      return { data: c };
+    },
+  },
+  {
+    path: ['device', 'capability', 'remove'],
+    summary: 'Take a capability from a device',
+    args: [
+      { name: 'ID', description: 'device id', required: true },
+      { name: 'CAPABILITY', description: 'appDevelopment or fieldServicing', required: true },
+    ],
+    options: [],
+    service: true,
+    async run(ctx) {
+      const id = encodeURIComponent(String(str(ctx, 'ID')));
+      const cap = encodeURIComponent(String(str(ctx, 'CAPABILITY')));
+      await (await ctx.client()).request('DELETE', `/v1/devices/${id}/capabilities/${cap}`);
+      return { data: { removed: str(ctx, 'CAPABILITY') }, text: `Removed ${str(ctx, 'CAPABILITY')}\n` };
+    },
+  },
+  {
+    path: ['device', 'capability', 'list'],
+    summary: "List a device's capabilities",
+    args: [{ name: 'ID', description: 'device id', required: true }],
+    options: [],
+    service: true,
+    async run(ctx) {
+      const id = encodeURIComponent(String(str(ctx, 'ID')));
+      const { items } = await (await ctx.client()).request<{ items: Array<Record<string, unknown>> }>(
+        'GET',
+        `/v1/devices/${id}/capabilities`,
+      );
+      return {
+        data: { items },
+        table: {
+          columns: [
+            { header: 'CAPABILITY', get: (r) => r['capability'] },
+            { header: 'ADDED', get: (r) => r['addedAt'] },
+          ],
+          rows: items,
+        },
+      };
+    },
+  },
+];

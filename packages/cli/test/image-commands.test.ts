@@ -210,6 +210,56 @@ describe('heptad image commands', () => {
     );
   });
 
+  test('device capability add/list/remove (Administrator)', async () => {
+    const state = join(dir, 'capdev');
+    const made = await cli([
+      'device',
+      'manufacture',
+      '--state',
+      state,
+      '--rot',
+      'soft',
+      '--service',
+      svc.url,
+      '--output',
+      'json',
+    ]);
+    const id = String(made.json()['deviceId']);
+    assert.equal((await cli(['device', 'register', '--from', join(state, 'registration.json')])).code, 0);
+    const admin = String(
+      (
+        await cli([
+          'user',
+          'create',
+          'capadmin@example.com',
+          '--tenant',
+          'Image Tenant',
+          '--role',
+          'Administrator',
+          '--output',
+          'json',
+        ])
+      ).json()['token'],
+    );
+    const asAdmin = (argv: string[]) => cli(argv, { HEPTAD_TOKEN: admin });
+    assert.equal((await asAdmin(['device', 'claim', id])).code, 0);
+    assert.equal((await asAdmin(['device', 'capability', 'add', id, 'appDevelopment'])).code, 0);
+    assert.match((await asAdmin(['device', 'capability', 'list', id])).out, /appDevelopment/);
+    assert.match(
+      (await asContributor(['device', 'capability', 'add', id, 'fieldServicing'])).err,
+      /^heptad: AUTH_ROLE_INSUFFICIENT: /,
+    );
+    assert.match(
+      (await asAdmin(['device', 'capability', 'add', id, 'rootShell'])).err,
+      /^heptad: REQUEST_INVALID: /,
+    );
+    assert.equal((await asAdmin(['device', 'capability', 'remove', id, 'appDevelopment'])).code, 0);
+    assert.match(
+      (await asAdmin(['device', 'capability', 'remove', id, 'appDevelopment'])).err,
+      /^heptad: DEVICE_CAPABILITY_NOT_FOUND: /,
+    );
+  });
+
   test('bad folders are refused before anything is written', async () => {
     const cases: Array<[string, () => string, string]> = [
       [

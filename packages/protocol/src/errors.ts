@@ -154,6 +154,16 @@ export const ERROR_REGISTRY = {
     title: 'The device is not claimed by any tenant',
     hint: 'nothing to unclaim',
   },
+  DEVICE_CAPABILITY_EXISTS: {
+    status: 409,
+    title: 'The device has this capability already',
+    hint: 'nothing to do',
+  },
+  DEVICE_CAPABILITY_NOT_FOUND: {
+    status: 404,
+    title: 'The device does not have this capability',
+    hint: 'list its capabilities with heptad device capability list ID',
+  },
 
   // Attestation
   ATTEST_DEVICE_UNKNOWN: {

@@ -9,6 +9,7 @@ import { AttestationService } from './attestation/attestation-service.ts';
 import { NonceIssuer } from './attestation/nonce-store.ts';
 import { attestationRoutes } from './attestation/routes.ts';
 import { auditRoutes } from './audit/routes.ts';
+import { capabilityRoutes } from './capabilities/routes.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
 import { deviceRoutes } from './devices/routes.ts';
 import { createAuthenticator } from './http/auth.ts';
@@ -148,5 +149,6 @@ export async function buildApp(options: AppOptions): Promise<App> {
   imageRoutes(app, { ...deps, images });
   deploymentRoutes(app, deps);
   runtimeReleaseRoutes(app, { ...deps, blobs });
+  capabilityRoutes(app, deps);
   return app;
 }

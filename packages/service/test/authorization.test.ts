@@ -72,6 +72,17 @@ async function publishRelease(f: Fixture): Promise<string> {
   return String(r.json['digest']);
 }
 
+/** A fresh device, registered and claimed by tenant A. */
+async function claimedDevice(f: Fixture): Promise<string> {
+  const d = await registerDevice(f.svc);
+  const r = await f.svc.call('POST', '/v1/devices/claim', {
+    token: f.a.tokens.Administrator,
+    body: { deviceIds: [d.id] },
+  });
+  assert.ok(r.status < 300, r.body);
+  return d.id;
+}
+
 /** The id of a device group of tenant A's product. */
 async function groupOf(f: Fixture): Promise<string> {
   const r = await f.svc.call('GET', `/v1/device-groups?product=${f.productId}`, { token: f.a.tokens.Reader });
@@ -485,6 +496,38 @@ const ROWS: Row[] = [
         body: { feed: 'retail' },
       });
       return { url: `/v1/device-groups/${await groupOf(f)}/runtime` };
+    },
+  },
+  {
+    method: 'GET',
+    route: '/v1/devices/{deviceId}/capabilities',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/devices/${f.deviceId}/capabilities` }),
+  },
+  {
+    method: 'POST',
+    route: '/v1/devices/{deviceId}/capabilities',
+    min: 'Administrator',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({
+      url: `/v1/devices/${await claimedDevice(f)}/capabilities`,
+      body: { capability: 'appDevelopment' },
+    }),
+  },
+  {
+    method: 'DELETE',
+    route: '/v1/devices/{deviceId}/capabilities/{capability}',
+    min: 'Administrator',
+    wrongTenant: 'notFound',
+    prepare: async (f) => {
+      const id = await claimedDevice(f);
+      const r = await f.svc.call('POST', `/v1/devices/${id}/capabilities`, {
+        token: f.a.tokens.Administrator,
+        body: { capability: 'fieldServicing' },
+      });
+      assert.equal(r.status, 201, r.body);
+      return { url: `/v1/devices/${id}/capabilities/fieldServicing` };
     },
   },
   {

@@ -279,6 +279,21 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0009_device_capabilities': {
+      async up(db: Kysely<unknown>) {
+        // Per-device capabilities (Azure Sphere's): appDevelopment (sideloading, development
+        // images; no app updates from the cloud) and fieldServicing.
+        await db.schema
+          .createTable('device_capabilities')
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id'))
+          .addColumn('capability', 'text', (c) => c.notNull())
+          .addColumn('added_by', 'text', (c) => c.notNull())
+          .addColumn('added_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('device_capabilities_pk', ['device_id', 'capability'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -208,6 +208,14 @@ export interface RuntimeReleasesTable {
   withdrawn_at: string | null;
 }
 
+export interface DeviceCapabilitiesTable {
+  tenant_id: string;
+  device_id: string;
+  capability: string;
+  added_by: string;
+  added_at: string;
+}
+
 export interface Database {
   tenants: TenantsTable;
   users: UsersTable;
@@ -226,4 +234,5 @@ export interface Database {
   deployments: DeploymentsTable;
   runtime_signers: RuntimeSignersTable;
   runtime_releases: RuntimeReleasesTable;
+  device_capabilities: DeviceCapabilitiesTable;
 }

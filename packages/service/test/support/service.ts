@@ -80,6 +80,7 @@ const TABLES = {
   deployments: 'id',
   runtime_signers: 'key_id',
   runtime_releases: 'digest',
+  device_capabilities: 'device_id',
 } as const;
 
 export async function createTestService(
