@@ -22,6 +22,8 @@ const AREAS = [
   'ATTEST',
   'RUNTIME',
   'IMAGE',
+  'APP',
+  'BOARD',
   'TPM',
   'ROT',
   'PKI',
