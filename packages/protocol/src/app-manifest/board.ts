@@ -33,8 +33,10 @@ const BACKENDS: Readonly<Record<PeripheralType, { re: RegExp; form: string }>> =
 
 function toBackend(type: PeripheralType, spec: string): PeripheralBackend {
   if (spec === 'sim') return { kind: 'sim', spec };
-  const nums = (spec.match(/\d+/g) ?? []).map(Number);
-  const [a = 0, b = 0] = type === 'uart' ? [] : nums;
+  // The numbers are the form's capture groups: "/dev/i2c-1" holds a 2 that is not the bus.
+  const groups = BACKENDS[type].re.exec(spec) ?? [];
+  const a = Number(groups[1] ?? 0);
+  const b = Number(groups[2] ?? 0);
   switch (type) {
     case 'gpio':
       return { kind: 'gpiochip', spec, chip: a, line: b };
