@@ -4,8 +4,6 @@
  * opens a connection for an app. Pure: no DNS, no sockets. The supervisor resolves a granted name
  * itself and connects only to the addresses it resolved (so the app never chooses the address).
  */
-import { isIPv4, isIPv6 } from 'node:net';
-
 /** §4.1: RFC 1035 limits, without the trailing dot. */
 export const MAX_HOST_NAME_LENGTH = 253;
 export const MAX_HOST_LABEL_LENGTH = 63;
@@ -79,10 +77,15 @@ export function hostNameProblem(name: string): string | undefined {
   return undefined;
 }
 
-/** Canonical IPv6 text (RFC 5952 via the WHATWG serializer), without brackets, or undefined. */
+const IPV6_CHARS = /^[0-9A-Fa-f:.]+$/;
+
+/**
+ * Canonical IPv6 text (RFC 5952 via the WHATWG URL serializer, a global: no node:net import in
+ * code every runtime loads), without brackets, or undefined. Zone ids (fe80::1%eth0) name an
+ * interface of this device, never a destination, and fail the character check.
+ */
 function canonicalIpv6(address: string): string | undefined {
-  // Zone ids (fe80::1%eth0) name an interface of this device; they are never a destination.
-  if (address.includes('%') || !isIPv6(address)) return undefined;
+  if (!address.includes(':') || !IPV6_CHARS.test(address)) return undefined;
   try {
     return new URL(`http://[${address}]/`).hostname.slice(1, -1);
   } catch {
@@ -96,7 +99,9 @@ function canonicalIpv6(address: string): string | undefined {
  * (`::ffff:10.0.0.1`) as the IPv4 address it reaches on a dual-stack socket.
  */
 function normalizeIp(text: string): NormalizedHost | undefined {
-  if (isIPv4(text)) return DOTTED_DECIMAL.test(text) ? { kind: 'ipv4', value: text } : undefined;
+  if (DOTTED_DECIMAL.test(text)) {
+    return text.split('.').every((o) => Number(o) <= 255) ? { kind: 'ipv4', value: text } : undefined;
+  }
   const v6 = canonicalIpv6(text);
   if (v6 === undefined) return undefined;
   const mapped = IPV4_MAPPED.exec(v6);
@@ -190,8 +195,7 @@ export function parseHostRule(entry: string): HostRule | string {
   if (hostPart.includes('*')) return 'has "*" other than as the whole first label (*.example.com)';
   const ip = normalizeIp(hostPart);
   if (ip !== undefined) return unspecified(ip) ?? { kind: ip.kind, host: ip.value, port };
-  if (isIPv4(hostPart) || /^[\d.]+$/.test(hostPart))
-    return 'is not an IPv4 address in dotted decimal without leading zeros';
+  if (/^[\d.]+$/.test(hostPart)) return 'is not an IPv4 address in dotted decimal without leading zeros';
   const problem = hostNameProblem(hostPart);
   if (problem !== undefined) return `has a host name that ${problem}`;
   const lower = hostPart.toLowerCase();
