@@ -136,6 +136,17 @@ test('an unbracketed IPv6 address never carries a port: 2001:db8::1:443 is anoth
   assert.equal(connectionAllowed(m, '2001:db8::1:443', 80), true);
 });
 
+test('a non-ASCII character that lowercases to ASCII (KELVIN SIGN → k, U+212A) is refused, not folded', () => {
+  assert.equal('\u212Aiosk.example.com'.toLowerCase(), 'kiosk.example.com', 'the trap this test guards');
+  assert.equal(typeof parseHostRule('\u212Aiosk.example.com'), 'string');
+  assert.equal(typeof parseHostRule('*.\u212Aiosk.example.com'), 'string');
+  assert.equal(normalizeHost('\u212Aiosk.example.com'), undefined);
+  const m = withConnections(['kiosk.example.com', '*.kiosk.example.net']);
+  assert.equal(connectionAllowed(m, 'KIOSK.example.com', 443), true);
+  assert.equal(connectionAllowed(m, '\u212Aiosk.example.com', 443), false);
+  assert.equal(connectionAllowed(m, 'a.\u212Aiosk.example.net', 443), false);
+});
+
 describe('hostNameProblem and normalizeHost', () => {
   test('a name of 253 characters is accepted, 254 refused', () => {
     const name253 = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;

@@ -60,6 +60,8 @@ const IPV4_MAPPED = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/;
  * `127.1`, `0x7f.0.0.1` or `2130706433` as IPv4 addresses (WHATWG URL, "ends in a number").
  */
 export function hostNameProblem(name: string): string | undefined {
+  // Before lowercasing: toLowerCase folds some non-ASCII characters into ASCII (KELVIN SIGN
+  // U+212A → "k"), which would make "\u212Aiosk.example.com" match "kiosk.example.com".
   if (!/^[\x20-\x7e]*$/.test(name)) return 'must be ASCII (write an internationalized name in its xn-- form)';
   const n = name.endsWith('.') ? name.slice(0, -1) : name;
   if (n.length === 0) return 'is empty';
