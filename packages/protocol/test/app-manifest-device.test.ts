@@ -4,11 +4,13 @@
 // component does not collide with itself; apps talk only when both list each other.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import {
   type AppManifest,
   appsMayConnect,
   checkAppAgainstDevice,
+  ERROR_REGISTRY,
   type ErrorCode,
   HeptadError,
   MAX_BOARD_TEXT_BYTES,
@@ -394,5 +396,27 @@ describe('application connections', () => {
   test('the device check lists the installed apps the new one may talk to', () => {
     assert.deepEqual(checkAppAgainstDevice(a, board, [b, c]).applicationConnections, [ids.b]);
     assert.deepEqual(checkAppAgainstDevice(c, board, [a, b]).applicationConnections, []);
+  });
+});
+
+describe('docs/formats/app-manifest.md', () => {
+  const doc = readFileSync(new URL('../../../docs/formats/app-manifest.md', import.meta.url), 'utf8');
+  const blocks = [...doc.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => JSON.parse(m[1] ?? ''));
+
+  test('its example manifest (§1) parses and fits its example board (§5)', () => {
+    assert.equal(blocks.length, 2);
+    const manifest = parseAppManifest(blocks[0]);
+    const docBoard = parseBoardDefinition(blocks[1]);
+    const fit = checkAppAgainstDevice(manifest, docBoard, []);
+    assert.deepEqual(
+      fit.peripherals.map((p) => p.name),
+      ['LED1', 'BUTTON_A', 'UART1', 'I2C1'],
+    );
+  });
+
+  test('every error code of the app-manifest area is named in it', () => {
+    const codes = Object.keys(ERROR_REGISTRY).filter((c) => c.startsWith('APP_') || c.startsWith('BOARD_'));
+    assert.ok(codes.length >= 8);
+    for (const code of codes) assert.ok(doc.includes(`\`${code}\``), code);
   });
 });
