@@ -335,6 +335,10 @@ describe('checkAppAgainstDevice', () => {
     refusedFit(app('blink', ids.a), [app('blink', ids.b)], 'APP_NAME_TAKEN', ['/Name']);
   });
 
+  test('APP_NAME_TAKEN/another component is installed under the name in another case', () => {
+    refusedFit(app('Blink', ids.a), [app('blink', ids.b)], 'APP_NAME_TAKEN', ['/Name']);
+  });
+
   test('an update of the same component keeps its own peripherals and ports, and says what it replaces', () => {
     const old = app('blink', ids.a, { Gpio: ['LED1'], AllowedTcpServerPorts: [8080] });
     const next = app('blink', ids.a, { Gpio: ['LED1', 'LED2'], AllowedTcpServerPorts: [8080] });

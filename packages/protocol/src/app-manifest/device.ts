@@ -71,7 +71,9 @@ export function checkAppAgainstDevice(
     );
   }
   const others = installed.filter((a) => a.componentId !== manifest.componentId);
-  const sameName = others.find((a) => a.name === manifest.name);
+  // Ignoring case, like package paths: a name may become a folder or a log label on a system
+  // that folds case, where "Blink" and "blink" would be one.
+  const sameName = others.find((a) => a.name.toLowerCase() === manifest.name.toLowerCase());
   if (sameName !== undefined) {
     add('APP_NAME_TAKEN', '/Name', `is the name of the installed app ${sameName.componentId}`);
   }

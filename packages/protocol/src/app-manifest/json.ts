@@ -37,7 +37,7 @@ export class Problems {
 
 /**
  * Unknown keys of an object, each reported; a key equal to a known one ignoring case gets a hint,
- * since keys are case-sensitive (§2).
+ * since keys are case-sensitive (§2). Keys in `reported` were reported with their own problem.
  */
 export function refuseUnknownKeys(
   obj: Record<string, unknown>,
@@ -45,9 +45,10 @@ export function refuseUnknownKeys(
   at: string,
   problems: Problems,
   what: string,
+  reported: ReadonlySet<string> = new Set(),
 ): void {
   for (const k of Object.keys(obj)) {
-    if (known.includes(k)) continue;
+    if (known.includes(k) || reported.has(k)) continue;
     const near = known.find((n) => n.toLowerCase() === k.toLowerCase());
     problems.add(
       pointer(at, k),
