@@ -153,7 +153,8 @@ function ports(caps: Record<string, unknown>, key: string, p: Problems): number[
  * Checks an app manifest (§3) and returns it normalized, or throws APP_MANIFEST_INVALID listing
  * every problem (`fields`: JSON pointer and problem). Keys are case-sensitive and unknown keys
  * are refused: a key one parser ignores could be one another honours. Never throws anything else
- * for any input.
+ * for a JSON value, or for any plain data (the property tests feed both); objects with getters or
+ * proxies are not data and are outside that promise.
  */
 export function parseAppManifest(json: unknown, opts: AppManifestOptions = {}): AppManifest {
   const limits: AppManifestLimits = { ...DEFAULT_APP_MANIFEST_LIMITS, ...opts.limits };
