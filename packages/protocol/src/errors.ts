@@ -516,6 +516,48 @@ export const ERROR_REGISTRY = {
     hint: 'list the group’s deployments and create yours again if it is still wanted',
   },
 
+  // App manifests, board definitions and installing an app on a device
+  APP_MANIFEST_INVALID: {
+    status: 400,
+    title: 'The app manifest is not valid',
+    hint: 'fix the listed fields of app_manifest.json; see docs/formats/app-manifest.md',
+  },
+  APP_COMPONENT_CONFLICT: {
+    status: 409,
+    title: 'An app with this component id is installed under another name',
+    hint: 'keep the Name of the installed app, or give the new app its own ComponentId',
+  },
+  APP_NAME_TAKEN: {
+    status: 409,
+    title: 'Another app (another component id) is installed under this name',
+    hint: 'give the app another Name, or remove the installed app first',
+  },
+  APP_PERIPHERAL_UNKNOWN: {
+    status: 409,
+    title: "The app requests a peripheral the device's board definition does not have",
+    hint: "use the peripheral names of the device's board.json, or add the peripheral there",
+  },
+  APP_PERIPHERAL_TYPE_MISMATCH: {
+    status: 409,
+    title: 'The app requests a peripheral under another type than the board definition gives it',
+    hint: 'list the peripheral under the capability of its board type (gpio → Gpio, i2c → I2cMaster, …)',
+  },
+  APP_PERIPHERAL_TAKEN: {
+    status: 409,
+    title: 'A peripheral the app requests belongs to another installed app',
+    hint: 'a peripheral belongs to one app: remove it from one of the two manifests, or remove the other app',
+  },
+  APP_PORT_TAKEN: {
+    status: 409,
+    title: 'A server port the app requests is already granted to another installed app',
+    hint: 'choose another port, or remove it from the other app',
+  },
+  BOARD_DEFINITION_INVALID: {
+    status: 0,
+    title: 'The board definition is not valid',
+    hint: 'fix the listed fields of board.json; see docs/formats/app-manifest.md',
+  },
+
   // Service
   SERVICE_NOT_READY: {
     status: 503,

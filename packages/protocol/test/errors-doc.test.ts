@@ -23,6 +23,8 @@ const AREAS = [
   'RUNTIME',
   'IMAGE',
   'DEPLOYMENT',
+  'APP',
+  'BOARD',
   'TPM',
   'ROT',
   'PKI',
