@@ -7,6 +7,7 @@ import {
   type JsonObject,
   keyIdOf,
   type PackageFileInput,
+  parseAppManifestText,
   verifyPackage,
   writeFileAtomic,
 } from '@heptad/protocol';
@@ -19,7 +20,6 @@ const str = (ctx: CommandContext, name: string): string | undefined => {
 };
 
 const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const MAX_APP_FILES = 1024;
 
 /**
@@ -50,35 +50,27 @@ function collectFiles(dir: string): PackageFileInput[] {
   return out;
 }
 
-/** The few app_manifest.json fields the package manifest is made from; the service checks the rest. */
-function readAppManifest(dir: string): {
-  json: JsonObject;
-  name: string;
-  componentId: string;
-  entryPoint: string;
-} {
+/**
+ * app_manifest.json, checked as the service and the device will check it (every problem at once,
+ * APP_MANIFEST_INVALID), with EntryPoint among the folder's files.
+ */
+function readAppManifest(
+  dir: string,
+  files: readonly PackageFileInput[],
+): { json: JsonObject; name: string; componentId: string; entryPoint: string } {
   const path = join(dir, 'app_manifest.json');
-  let json: unknown;
+  let text: Buffer;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    text = readFileSync(path);
   } catch (cause) {
-    throw new HeptadError('CLI_APP_DIR_INVALID', `${path} is missing or not JSON`, { cause });
+    throw new HeptadError('CLI_APP_DIR_INVALID', `${path} is missing`, { cause });
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json))
-    throw new HeptadError('CLI_APP_DIR_INVALID', 'app_manifest.json is not a JSON object');
-  const o = json as Record<string, unknown>;
-  const problems: string[] = [];
-  if (typeof o['Name'] !== 'string') problems.push('Name');
-  if (typeof o['ComponentId'] !== 'string' || !UUID.test(o['ComponentId']))
-    problems.push('ComponentId (a lowercase UUID)');
-  if (typeof o['EntryPoint'] !== 'string') problems.push('EntryPoint');
-  if (problems.length > 0)
-    throw new HeptadError('CLI_APP_DIR_INVALID', `app_manifest.json needs ${problems.join(', ')}`);
+  const m = parseAppManifestText(text, { files: files.map((f) => f.path) });
   return {
-    json: json as JsonObject,
-    name: String(o['Name']),
-    componentId: String(o['ComponentId']),
-    entryPoint: String(o['EntryPoint']).replace(/^\.\//, ''),
+    json: JSON.parse(text.toString('utf8')) as JsonObject,
+    name: m.name,
+    componentId: m.componentId,
+    entryPoint: m.entryPoint,
   };
 }
 
@@ -148,7 +140,8 @@ export const IMAGE_COMMANDS: readonly CommandSpec[] = [
         // reported below
       }
       if (!isDir) throw new HeptadError('CLI_APP_DIR_INVALID', `${dir} is not a folder`);
-      const app = readAppManifest(dir);
+      const files = collectFiles(dir);
+      const app = readAppManifest(dir, files);
       const pkg = buildPackage({
         manifest: {
           componentId: app.componentId,
@@ -161,7 +154,7 @@ export const IMAGE_COMMANDS: readonly CommandSpec[] = [
           appManifest: app.json,
           createdAt: new Date().toISOString(),
         },
-        files: collectFiles(dir),
+        files,
         signers: [{ privateKey: key }],
       });
       const v = verifyPackage(pkg, new Map([[keyIdOf(key), createPublicKey(key)]]));

@@ -271,11 +271,11 @@ describe('heptad image commands', () => {
         },
         'CLI_APP_DIR_INVALID',
       ],
-      ['app_manifest.json not JSON', () => appDir('notjson', '{"Name":'), 'CLI_APP_DIR_INVALID'],
+      ['app_manifest.json not JSON', () => appDir('notjson', '{"Name":'), 'APP_MANIFEST_INVALID'],
       [
         'ComponentId not a UUID',
         () => appDir('badcid', { ...manifestOf('x'), ComponentId: 'blink' }),
-        'CLI_APP_DIR_INVALID',
+        'APP_MANIFEST_INVALID',
       ],
       [
         'a symbolic link (could pack a file from outside)',
@@ -289,14 +289,19 @@ describe('heptad image commands', () => {
       [
         'entry point not in the folder',
         () => appDir('noentry', { ...manifestOf('x'), EntryPoint: 'nope.js' }),
-        'IMAGE_MANIFEST_INVALID',
+        'APP_MANIFEST_INVALID',
       ],
       [
         'a name the package format refuses',
         () => appDir('badname', manifestOf('has space/slash')),
-        'IMAGE_MANIFEST_INVALID',
+        'APP_MANIFEST_INVALID',
       ],
       ['not a folder', () => join(dir, 'dev.key'), 'CLI_APP_DIR_INVALID'],
+      [
+        'an unknown capability',
+        () => appDir('badcap', { ...manifestOf('x'), Capabilities: { RootShell: true } }),
+        'APP_MANIFEST_INVALID',
+      ],
     ];
     for (const [name, make, code] of cases) {
       const r = await cli([

@@ -2,6 +2,7 @@ import {
   addSignature,
   canonicalJson,
   HeptadError,
+  parseAppManifest,
   readManifestUnverified,
   type VerifiedPackage,
   verifyPackage,
@@ -64,6 +65,13 @@ export class ImageService {
       pkg = verifyPackage(signed, trusted);
     }
     const m = pkg.manifest;
+    // The app manifest is what the device will enforce: it must be valid and agree with the
+    // package (ComponentId, Name, EntryPoint among its files; DeviceAuthentication this tenant).
+    parseAppManifest(m.appManifest, {
+      tenantId,
+      image: { componentId: m.componentId, name: m.name, entryPoint: m.entryPoint },
+      files: pkg.files.map((f) => f.path),
+    });
     const scope = this.#store.forTenant(tenantId);
     const existing = await scope.images.find(m.imageId);
     if (existing) {

@@ -1,5 +1,5 @@
 import { generateKeyPairSync, type KeyObject, randomUUID } from 'node:crypto';
-import { buildPackage } from '@heptad/protocol';
+import { buildPackage, type JsonObject } from '@heptad/protocol';
 
 /** A developer's signing key: unknown to the service (it validates, then signs with the tenant key). */
 export const devKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
@@ -13,6 +13,8 @@ export interface AppPackageOptions {
   type?: 'application' | 'runtime';
   key?: KeyObject;
   files?: Array<{ path: string; content: Buffer }>;
+  /** fields that replace the app manifest's own (to build bad ones) */
+  appManifestPatch?: Record<string, unknown>;
 }
 
 /** An application image package as `heptad image pack` builds it, signed by the developer key. */
