@@ -48,6 +48,7 @@ const GROUP_COLS = [
   col('NAME', 'name'),
   col('OS FEED', 'osFeed'),
   col('UPDATES', 'updatePolicy'),
+  col('PEER MESSAGES', 'allowPeerMessages'),
   col('DEVICES', 'deviceCount'),
 ];
 const DEVICE_COLS = [
@@ -372,12 +373,34 @@ export const COMMANDS: readonly CommandSpec[] = [
     path: ['device-group', 'update'],
     summary: 'Change a device group',
     args: [{ name: 'GROUP', description: 'device group id or "Product/Group"', required: true }],
-    options: [{ name: 'name', type: 'string', valueName: 'NAME', description: 'new name' }, ...GROUP_OPTIONS],
+    options: [
+      { name: 'name', type: 'string', valueName: 'NAME', description: 'new name' },
+      ...GROUP_OPTIONS,
+      {
+        name: 'allow-peer-messages',
+        type: 'boolean',
+        description: "let the group's devices message each other under groups/<id>/… on the broker",
+      },
+      {
+        name: 'no-allow-peer-messages',
+        type: 'boolean',
+        description: 'stop device-to-device messages (default)',
+      },
+    ],
     service: true,
+    examples: ['heptad device-group update "DW100/Field Test" --allow-peer-messages'],
     async run(ctx) {
       const body = groupBody(ctx);
       const n = str(ctx, 'name');
       if (n !== undefined) body['name'] = n;
+      const allow = ctx.options['allow-peer-messages'] === true;
+      const deny = ctx.options['no-allow-peer-messages'] === true;
+      if (allow && deny)
+        throw new HeptadError(
+          'CLI_USAGE',
+          'give --allow-peer-messages or --no-allow-peer-messages, not both',
+        );
+      if (allow || deny) body['allowPeerMessages'] = allow;
       if (Object.keys(body).length === 0)
         throw new HeptadError('CLI_USAGE', 'give at least one change (see --help)');
       const c = await ctx.client();

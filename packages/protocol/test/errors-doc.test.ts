@@ -30,6 +30,8 @@ const AREAS = [
   'CONFIG',
   'DATA',
   'CLI',
+  'BROKER',
+  'MQTT',
 ];
 const CODE_SHAPE = /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/;
 

@@ -178,6 +178,15 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0004_broker': {
+      async up(db: Kysely<unknown>) {
+        // Device-to-device messages through groups/<id>/… flow only where the group allows them.
+        await db.schema
+          .alterTable('device_groups')
+          .addColumn('allow_peer_messages', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+      },
+    },
   };
 }
 
