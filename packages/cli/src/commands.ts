@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { HeptadError, isDeviceId } from '@heptad/protocol';
+import { BROKER_COMMANDS } from './broker-commands.ts';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
 import { saveProfile } from './profiles.ts';
@@ -628,6 +629,7 @@ export const COMMANDS: readonly CommandSpec[] = [
 
   ...DEVICE_LOCAL_COMMANDS,
   ...PKI_COMMANDS,
+  ...BROKER_COMMANDS,
 
   // ---- audit ----
   {
