@@ -9,6 +9,8 @@ import { type CliRun, runCaptured } from './run-cli.ts';
 
 /** A running service (SQLite, embedded broker on a free port) driven only through the CLI. */
 export interface BrokerFixture {
+  /** the service's clock runs this far from the real one (to issue already-expired certificates) */
+  clockOffsetMs: number;
   readonly svc: RunningService;
   readonly dir: string;
   readonly mqttPort: number;
@@ -37,9 +39,14 @@ export interface FixtureDevice {
 
 export async function startBrokerFixture(tag: string): Promise<BrokerFixture> {
   const dir = mkdtempSync(join(tmpdir(), `heptad-${tag}-`));
+  const clock = { offsetMs: 0 };
   const svc = await startService(
     resolveConfig({ data: join(dir, 'data'), listen: '127.0.0.1:0', mqttListen: '127.0.0.1:0' }),
-    { logger: pino({ level: process.env['HEPTAD_TEST_LOG'] ?? 'silent' }, pino.destination(2)), env: {} },
+    {
+      logger: pino({ level: process.env['HEPTAD_TEST_LOG'] ?? 'silent' }, pino.destination(2)),
+      env: {},
+      clock: () => new Date(Date.now() + clock.offsetMs),
+    },
   );
   const mqttPort = Number(new URL(String(svc.mqttUrl)).port);
   const base = { HEPTAD_CONFIG_DIR: join(dir, 'config'), HEPTAD_URL: svc.url, HEPTAD_CA: String(svc.caPath) };
@@ -50,7 +57,13 @@ export async function startBrokerFixture(tag: string): Promise<BrokerFixture> {
     assert.equal(r.code, 0, `${argv.join(' ')}: ${r.err}`);
     return r.json();
   };
-  return {
+  const fixture: BrokerFixture = {
+    get clockOffsetMs() {
+      return clock.offsetMs;
+    },
+    set clockOffsetMs(ms: number) {
+      clock.offsetMs = ms;
+    },
     svc,
     dir,
     mqttPort,
@@ -64,7 +77,7 @@ export async function startBrokerFixture(tag: string): Promise<BrokerFixture> {
             await ok([
               'user',
               'create',
-              `${role.toLowerCase()}@${name.toLowerCase()}.example`,
+              `${role.toLowerCase()}@${name.toLowerCase().replace(/[^a-z0-9]/g, '-')}.example`,
               '--tenant',
               name,
               '--role',
@@ -112,6 +125,7 @@ export async function startBrokerFixture(tag: string): Promise<BrokerFixture> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  return fixture;
 }
 
 export interface DeviceSession {
