@@ -142,6 +142,8 @@ export class MqttBroker implements DeviceSessions {
       },
       authorizePublish: (client, packet, done) => {
         if (!client) return done(null); // the broker's own messages ($SYS): no session can subscribe to them
+        // The hot path — a device publishing under its own topic — needs no store: decided synchronously.
+        if (this.#authorizeOwnPublish(client, packet)) return done(null);
         this.#authorizePublish(client, packet).then(
           () => done(null),
           (e: Error) => done(e),
@@ -400,6 +402,27 @@ export class MqttBroker implements DeviceSessions {
     return (await this.#device(who.deviceId))?.deviceGroupId === need.groupId;
   }
 
+  /** true when the pure check alone allows it (and the packet is then prepared); false: take the full path */
+  #authorizeOwnPublish(client: Client, packet: { topic: string; retain: boolean }): boolean {
+    const s = this.#sessions.get(client);
+    if (!s) return false;
+    const check = checkPublish(s.identity, packet.topic);
+    if (!check.ok || check.need !== null) return false;
+    this.#accepted(s, packet);
+    return true;
+  }
+
+  #accepted(s: Session, packet: { topic: string; retain: boolean }): void {
+    // Retained messages would outlive the device's tenant (unclaim, claim elsewhere): not kept.
+    packet.retain = false;
+    const key = ownerKeyOf(packet.topic);
+    if (key !== null && this.#owners.get(key) !== s.identity.tenantId) {
+      if (this.#owners.size >= OWNER_CACHE_MAX && !this.#owners.has(key))
+        this.#owners.delete(this.#owners.keys().next().value as string);
+      this.#owners.set(key, s.identity.tenantId);
+    }
+  }
+
   async #authorizePublish(client: Client, packet: { topic: string; retain: boolean }): Promise<void> {
     const s = this.#sessions.get(client);
     if (!s || !(await this.#allowed(s.identity, checkPublish(s.identity, packet.topic)))) {
@@ -407,14 +430,7 @@ export class MqttBroker implements DeviceSessions {
         await this.#refused(s.identity.tenantId, s.identity.deviceId, 'BROKER_TOPIC_DENIED');
       throw Object.assign(new Error('BROKER_TOPIC_DENIED'), { code: 'BROKER_TOPIC_DENIED' });
     }
-    // Retained messages would outlive the device's tenant (unclaim, claim elsewhere): not kept.
-    packet.retain = false;
-    const key = ownerKeyOf(packet.topic);
-    if (key !== null) {
-      if (this.#owners.size >= OWNER_CACHE_MAX && !this.#owners.has(key))
-        this.#owners.delete(this.#owners.keys().next().value as string);
-      this.#owners.set(key, s.identity.tenantId);
-    }
+    this.#accepted(s, packet);
   }
 
   async #authorizeSubscribe(client: Client, filter: string): Promise<boolean> {
