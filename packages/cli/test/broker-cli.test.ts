@@ -166,6 +166,34 @@ describe('heptad mqtt pub/sub and device cert export against the embedded broker
     await s.client.endAsync();
   });
 
+  test('broker config mosquitto refuses bad options and writes nothing', async () => {
+    const out = join(fx.dir, 'mosq-refused');
+    const file = join(fx.dir, 'a-file');
+    writeFileSync(file, 'x');
+    const cases: Array<[string[], RegExp]> = [
+      [['--listen', '8883'], /^heptad: CLI_USAGE: /],
+      [['--listen', '127.0.0.1:99999'], /^heptad: CLI_USAGE: /],
+      [['--server-cert', file], /^heptad: CLI_USAGE: /],
+      [
+        ['--server-cert', join(fx.dir, 'missing.pem'), '--server-key', file],
+        /^heptad: CLI_FILE_UNREADABLE: /,
+      ],
+      [['--max-packet-size', '10'], /^heptad: CLI_USAGE: /],
+    ];
+    for (const [extra, expected] of cases) {
+      const r = await fx.cli(['broker', 'config', 'mosquitto', '--out', out, ...extra], a.adminEnv);
+      assert.notEqual(r.code, 0, extra.join(' '));
+      assert.match(r.err, expected, extra.join(' '));
+      assert.ok(!existsSync(out), `${extra.join(' ')}: nothing written`);
+    }
+    const onFile = await fx.cli(['broker', 'config', 'mosquitto', '--out', file], a.adminEnv);
+    assert.match(onFile.err, /^heptad: CLI_USAGE: /);
+    assert.equal(readFileSync(file, 'utf8'), 'x');
+    const reader = await fx.cli(['broker', 'config', 'mosquitto', '--out', out], fx.operatorEnv);
+    assert.notEqual(reader.code, 0, 'the operator has no tenant CA to configure');
+    assert.ok(!existsSync(out));
+  });
+
   const refusals: Array<[string, () => string[], () => NodeJS.ProcessEnv, RegExp]> = [
     [
       'refused/# at the root',

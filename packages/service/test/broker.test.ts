@@ -267,6 +267,21 @@ for (const backend of backends()) {
       assert.equal(svc.app.broker?.endDeviceSessions(d.id, 'test'), 0, 'no session of it is left');
     });
 
+    test('unclaiming a device ends its live session, and it cannot connect again', async () => {
+      const d = await attested(a);
+      const dev = await session({ device: d });
+      const u = await svc.call('POST', `/v1/devices/${d.id}/unclaim`, { token: svc.operatorToken });
+      assert.equal(u.status, 200, u.body);
+      await dev.closed;
+      await noConnack(connect(port, ca, { device: d }));
+      assert.ok((await events(d.id)).some((e) => e.reason === 'BROKER_DEVICE_NOT_CLAIMED'));
+    });
+
+    test('an MQTT 5 client gets no session (aedes 1.2 speaks MQTT 3.1.1)', async () => {
+      const d = await attested(a);
+      await noConnack(connect(port, ca, { device: d, protocolVersion: 5 }));
+    });
+
     test('the sweep ends a session whose certificate was revoked elsewhere', async () => {
       const d = await attested(a);
       const dev = await session({ device: d });

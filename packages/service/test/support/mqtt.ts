@@ -63,7 +63,14 @@ export interface Connected {
 export function connect(
   port: number,
   caPem: string,
-  options: { device?: AttestedDevice; key?: string; cert?: string; clientId?: string; password?: string },
+  options: {
+    device?: AttestedDevice;
+    key?: string;
+    cert?: string;
+    clientId?: string;
+    password?: string;
+    protocolVersion?: 4 | 5;
+  },
 ): Promise<Connected> {
   const opts: IClientOptions = {
     host: '127.0.0.1',
@@ -72,7 +79,7 @@ export function connect(
     ca: caPem,
     reconnectPeriod: 0,
     connectTimeout: 5_000,
-    protocolVersion: 4,
+    protocolVersion: options.protocolVersion ?? 4,
     clean: true,
     clientId: options.clientId ?? options.device?.id ?? 'anonymous',
     ...(options.device ? { cert: options.device.chainPem, key: options.device.keyPem } : {}),
