@@ -165,6 +165,16 @@ for (const backend of backends()) {
       assert.deepEqual(dev.received, [{ topic: `devices/${d.id}/commands`, payload: 'reboot' }]);
     });
 
+    test('a device’s will (last message) under its own topic reaches its tenant when it drops off', async () => {
+      const d = await attested(a);
+      const ops = await cloud(a, 'Reader');
+      await ops.client.subscribeAsync(`devices/${d.id}/status`, { qos: 0 });
+      const dev = await session({ device: d, will: { topic: `devices/${d.id}/status`, payload: 'offline' } });
+      dev.client.stream.destroy(); // an abrupt drop, not a DISCONNECT
+      await eventually(() => ops.received.length === 1, 5_000, 'will');
+      assert.deepEqual(ops.received, [{ topic: `devices/${d.id}/status`, payload: 'offline' }]);
+    });
+
     test('refuses a certificate from another CA with the same identity (no CONNACK)', async () => {
       const d = await attested(a);
       // A rogue CA chain that copies the tenant's names: same subject and SAN on the leaf.

@@ -104,8 +104,9 @@ export class MqttBroker implements DeviceSessions {
   #sweep: NodeJS.Timeout | undefined;
   readonly #sessions = new Map<Client, Session>();
   readonly #byDevice = new Map<string, Set<Client>>();
-  /** deviceId → time of the last endDeviceSessions, so a connect racing a quarantine loses */
+  /** deviceId → generation of its last endDeviceSessions, so a connect racing a quarantine loses */
   readonly #ended = new Map<string, number>();
+  #generation = 0;
   /** `devices/<id>` | `groups/<id>` → the tenant that owns it, learnt when a publish to it was authorized */
   readonly #owners = new Map<string, string>();
   readonly #devices = new Map<string, Cached<{ tenantId: string | null; deviceGroupId: string | null }>>();
@@ -208,7 +209,7 @@ export class MqttBroker implements DeviceSessions {
   }
 
   endDeviceSessions(deviceId: string, reason: string): number {
-    this.#ended.set(deviceId, this.#clock().getTime());
+    this.#ended.set(deviceId, ++this.#generation);
     if (this.#ended.size > LOOKUP_CACHE_MAX) this.#ended.delete(this.#ended.keys().next().value as string);
     this.#devices.delete(deviceId);
     const clients = this.#byDevice.get(deviceId);
@@ -266,15 +267,18 @@ export class MqttBroker implements DeviceSessions {
     }
     const client = aedes.handle(socket);
     this.#limitPacketSize(client);
-    socket.once('close', () => {
-      const s = this.#sessions.get(client);
-      this.#sessions.delete(client);
-      if (s?.identity.kind === 'device') {
-        const set = this.#byDevice.get(s.identity.deviceId);
-        set?.delete(client);
-        if (set?.size === 0) this.#byDevice.delete(s.identity.deviceId);
-      }
-    });
+    // Forgotten on the next turn, after aedes has published the session's will (authorized here).
+    socket.once('close', () => setImmediate(() => this.#forget(client)));
+  }
+
+  #forget(client: Client): void {
+    const s = this.#sessions.get(client);
+    this.#sessions.delete(client);
+    if (s?.identity.kind === 'device') {
+      const set = this.#byDevice.get(s.identity.deviceId);
+      set?.delete(client);
+      if (set?.size === 0) this.#byDevice.delete(s.identity.deviceId);
+    }
   }
 
   /**
@@ -318,7 +322,7 @@ export class MqttBroker implements DeviceSessions {
   }
 
   async #authenticate(client: Client, password: Buffer | undefined): Promise<void> {
-    const started = this.#clock().getTime();
+    const started = this.#generation;
     const socket = client.conn as tls.TLSSocket;
     const peer = socket.getPeerCertificate();
     let session: Session;

@@ -70,6 +70,7 @@ export function connect(
     clientId?: string;
     password?: string;
     protocolVersion?: 4 | 5;
+    will?: { topic: string; payload: string };
   },
 ): Promise<Connected> {
   const opts: IClientOptions = {
@@ -85,6 +86,16 @@ export function connect(
     ...(options.device ? { cert: options.device.chainPem, key: options.device.keyPem } : {}),
     ...(options.cert ? { cert: options.cert } : {}),
     ...(options.key ? { key: options.key } : {}),
+    ...(options.will
+      ? {
+          will: {
+            topic: options.will.topic,
+            payload: Buffer.from(options.will.payload),
+            qos: 0,
+            retain: false,
+          },
+        }
+      : {}),
     ...(options.password !== undefined ? { username: 'token', password: options.password } : {}),
   };
   return new Promise((resolve, reject) => {
