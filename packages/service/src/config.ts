@@ -145,7 +145,9 @@ export function resolveConfig(...sources: RawConfig[]): ServiceConfig {
   for (const h of tlsHosts)
     if (!isIP(h) && !/^[A-Za-z0-9.-]{1,253}$/.test(h))
       throw bad('--tls-host', `"${h}" is not a host name or IP`);
-  const mqttRaw = merged.mqttListen ?? DEFAULT_MQTT_LISTEN;
+  // An API on an ephemeral port (tests, side-by-side instances) gets an ephemeral broker port too,
+  // so two such services never fight over 8883.
+  const mqttRaw = merged.mqttListen ?? (listen.port === 0 ? '127.0.0.1:0' : DEFAULT_MQTT_LISTEN);
   const mqttListen =
     mqttRaw === 'off' ? null : parseListen(mqttRaw, '--mqtt-listen', '127.0.0.1:8883 or off');
   if (
