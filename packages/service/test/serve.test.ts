@@ -242,7 +242,10 @@ describe('service configuration', () => {
     refused({ mqttMaxPacketSize: 1e9 });
     assert.equal(resolveConfig({ mqttListen: 'off' }).mqttListen, null);
     assert.deepEqual(resolveConfig({ listen: '127.0.0.1:0' }).mqttListen, { host: '127.0.0.1', port: 0 });
-    assert.deepEqual(resolveConfig({ listen: '127.0.0.1:9443' }).mqttListen, { host: '127.0.0.1', port: 8883 });
+    assert.deepEqual(resolveConfig({ listen: '127.0.0.1:9443' }).mqttListen, {
+      host: '127.0.0.1',
+      port: 8883,
+    });
     assert.equal(
       resolveConfig({ insecureHttp: true, listen: '127.0.0.1:0', mqttListen: '127.0.0.1:0' }).insecureHttp,
       true,
