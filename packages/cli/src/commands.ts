@@ -4,7 +4,9 @@ import { HeptadError, isDeviceId } from '@heptad/protocol';
 import { BROKER_COMMANDS } from './broker-commands.ts';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
+import { renderRecord } from './output.ts';
 import { saveProfile } from './profiles.ts';
+import { RUNTIME_COMMANDS } from './runtime-commands.ts';
 import { serveCommand } from './serve-command.ts';
 import type { Column, CommandContext, CommandResult, CommandSpec } from './spec.ts';
 
@@ -58,6 +60,14 @@ const DEVICE_COLS = [
   col('PRODUCT', 'productName'),
   col('GROUP', 'deviceGroupName'),
   col('CLAIMED', 'claimedAt'),
+  {
+    // What the device last reported running (its boot chain's report at attestation).
+    header: 'RUNTIME',
+    get: (r: Record<string, unknown>) => {
+      const rt = r['runtime'] as { version?: string; slot?: string; trial?: boolean } | null | undefined;
+      return rt ? `${rt.version} (${rt.slot}${rt.trial ? ', trial' : ''})` : '';
+    },
+  },
 ];
 const AUDIT_COLS = [
   col('SEQ', 'seq'),
@@ -588,7 +598,26 @@ export const COMMANDS: readonly CommandSpec[] = [
     async run(ctx) {
       const id = need(ctx, 'ID').toLowerCase();
       const d = await (await ctx.client()).request<Row>('GET', `/v1/devices/${enc(id)}`);
-      return { data: d };
+      // The runtime the device last reported, on one line, and its boot events one per line.
+      const rt = d['runtime'] as
+        | { version: string; slot: string; trial: boolean; floor: number; reportedAt: string; events?: Row[] }
+        | null
+        | undefined;
+      const pairs: Array<[string, unknown]> = Object.entries(d).filter(([k]) => k !== 'runtime');
+      pairs.push([
+        'runtime',
+        rt
+          ? `${rt.version} (slot ${rt.slot}, ${rt.trial ? 'trial' : 'committed'}, floor ${rt.floor}, reported ${rt.reportedAt})`
+          : null,
+      ]);
+      for (const e of rt?.events ?? [])
+        pairs.push([
+          'event',
+          [e['at'], e['kind'], e['slot'] && `slot ${e['slot']}`, e['version'], e['code']]
+            .filter(Boolean)
+            .join('  '),
+        ]);
+      return { data: d, text: renderRecord(pairs) };
     },
   },
   {
@@ -629,6 +658,7 @@ export const COMMANDS: readonly CommandSpec[] = [
 
   ...DEVICE_LOCAL_COMMANDS,
   ...PKI_COMMANDS,
+  ...RUNTIME_COMMANDS,
   ...BROKER_COMMANDS,
 
   // ---- audit ----

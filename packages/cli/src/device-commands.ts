@@ -25,6 +25,14 @@ function readFileArg(ctx: CommandContext, path: string, what: string): string {
   }
 }
 
+function readBinaryArg(ctx: CommandContext, path: string, what: string): Buffer {
+  try {
+    return readFileSync(resolve(ctx.io.cwd, path));
+  } catch (cause) {
+    throw new HeptadError('CLI_FILE_UNREADABLE', `cannot read ${what} ${path}`, { cause });
+  }
+}
+
 /** Commands that act as the device itself, on its state folder (no operator token involved). */
 export const DEVICE_LOCAL_COMMANDS: readonly CommandSpec[] = [
   {
@@ -69,15 +77,29 @@ export const DEVICE_LOCAL_COMMANDS: readonly CommandSpec[] = [
         valueName: 'N',
         description: 'register the boot chain measures into (default 15)',
       },
+      {
+        name: 'runtime',
+        type: 'string',
+        valueName: 'FILE',
+        description: 'factory runtime package, written into slot A (needs --runtime-signer)',
+      },
+      {
+        name: 'runtime-signer',
+        type: 'string',
+        valueName: 'FILE',
+        description: 'platform runtime-signing public key(s), PEM, written into the read-only area',
+      },
     ],
     service: false,
     examples: [
-      'heptad device manufacture --state ./dev1 --rot soft --service https://127.0.0.1:8443 --platform-ca heptad-data/platform-ca.pem',
+      'heptad device manufacture --state ./dev1 --rot soft --service https://127.0.0.1:8443 --platform-ca heptad-data/platform-ca.pem --runtime runtime-1.0.0.hpkg --runtime-signer platform-runtime.key.pub',
     ],
     async run(ctx) {
       const rot = parseRotSpec(String(str(ctx, 'rot')));
       const caFile = str(ctx, 'platform-ca');
       const pcr = str(ctx, 'measurement-pcr');
+      const runtimeFile = str(ctx, 'runtime');
+      const signerFile = str(ctx, 'runtime-signer');
       if (pcr !== undefined && !/^\d{1,2}$/.test(pcr))
         throw new HeptadError('CLI_USAGE', '--measurement-pcr must be 0–23');
       const r = await manufacture({
@@ -87,9 +109,17 @@ export const DEVICE_LOCAL_COMMANDS: readonly CommandSpec[] = [
         platformCaPem: caFile === undefined ? undefined : readFileArg(ctx, caFile, 'platform CA'),
         ...(pcr !== undefined ? { measurementPcr: Number(pcr) } : {}),
         openTpm: openTpmRootOfTrust,
+        runtime: runtimeFile === undefined ? undefined : readBinaryArg(ctx, runtimeFile, 'runtime package'),
+        runtimeSignersPem:
+          signerFile === undefined ? undefined : readFileArg(ctx, signerFile, 'runtime signer key'),
       });
       return {
-        data: { deviceId: r.deviceId, rotKind: r.registration.rotKind, registrationFile: r.registrationPath },
+        data: {
+          deviceId: r.deviceId,
+          rotKind: r.registration.rotKind,
+          registrationFile: r.registrationPath,
+          runtime: r.runtime ?? null,
+        },
         text: `${r.deviceId}\n`,
         note: `Registration record: ${r.registrationPath} (register it: heptad device register --from ${r.registrationPath})`,
       };

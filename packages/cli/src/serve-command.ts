@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
-import { fromEnv, type RawConfig, readConfigFile, resolveConfig, startService } from '@heptad/service';
-import pino from 'pino';
+import type { RawConfig } from '@heptad/service';
 import type { CommandSpec } from './spec.ts';
 
 export const serveCommand: CommandSpec = {
@@ -71,6 +70,12 @@ export const serveCommand: CommandSpec = {
     'heptad serve --data /var/lib/heptad --db postgres://heptad@db/heptad --listen 0.0.0.0:8443',
   ],
   async run(ctx) {
+    // Loaded here, not at the top: other commands (device run, above all) start without the
+    // service's dependencies.
+    const [{ fromEnv, readConfigFile, resolveConfig, startService }, { default: pino }] = await Promise.all([
+      import('@heptad/service'),
+      import('pino'),
+    ]);
     const o = ctx.options;
     const file = typeof o['config'] === 'string' ? readConfigFile(resolve(ctx.io.cwd, o['config'])) : {};
     const flags: RawConfig = {

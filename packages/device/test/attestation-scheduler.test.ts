@@ -94,4 +94,44 @@ describe('when the device attests', () => {
     s.stop();
     assert.equal(calls.length, 4);
   });
+  test('now() from an outcome handler replaces the scheduled renewal with an attestation at once', async () => {
+    const now = new Date('2026-11-22T00:00:00Z');
+    const timers = new Map<number, { fn: () => void; ms: number }>();
+    let nextId = 0;
+    let calls = 0;
+    const s = new AttestationScheduler({
+      clock: () => now,
+      setTimer: (fn, ms) => {
+        timers.set(++nextId, { fn, ms });
+        return nextId;
+      },
+      clearTimer: (t) => timers.delete(t as number),
+      attest: async () => {
+        calls += 1;
+        return outcome(new Date(now.getTime() + 24 * 3_600_000));
+      },
+    });
+    let asked = false;
+    s.onOutcome.push(() => {
+      if (!asked) {
+        asked = true;
+        s.now(); // e.g. the runtime just committed a trial
+      }
+    });
+    s.start();
+    const fire = async () => {
+      assert.equal(timers.size, 1, 'exactly one timer is pending');
+      const [id, t] = [...timers][0] as [number, { fn: () => void; ms: number }];
+      timers.delete(id);
+      t.fn();
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+      return t.ms;
+    };
+    assert.equal(await fire(), 0, 'attests at start');
+    assert.equal(await fire(), 0, 'attests again at once after now()');
+    assert.equal(await fire(), 20 * 3_600_000, 'then back to the renewal schedule');
+    assert.equal(calls, 3);
+    s.stop();
+  });
 });

@@ -95,11 +95,16 @@ describe('boot', () => {
     const s = device({ A: A1, B: B2 }, state({ trial: { slot: 'B', attemptsLeft: 3 } }));
     for (const left of [2, 1, 0]) {
       const r = await bootOf(s);
-      assert.deepEqual([r.slot, r.trial, metaOf(s)?.trial?.attemptsLeft], ['B', true, left]);
+      assert.deepEqual(
+        [r.slot, r.trial, metaOf(s)?.trial?.attemptsLeft, r.abandoned],
+        ['B', true, left, null],
+      );
     }
     const r = await bootOf(s);
-    assert.deepEqual([r.slot, r.trial], ['A', false]);
+    assert.deepEqual([r.slot, r.trial, r.abandoned, r.floor], ['A', false, 'B', 1]);
     assert.deepEqual(metaOf(s), state());
+    // Only the boot that gave the trial up reports it.
+    assert.equal((await bootOf(s)).abandoned, null);
   });
 
   test('falls back to the committed slot when the trial does not verify', async () => {

@@ -216,6 +216,11 @@ export const ERROR_REGISTRY = {
     title: 'The measurement log does not replay to the quoted register values',
     hint: "the device's measurement log is incomplete or altered; reboot the device",
   },
+  ATTEST_REPORT_MISMATCH: {
+    status: 400,
+    title: 'The device report names another runtime than the last one measured',
+    hint: 'the report must name the runtime the boot chain measured last; send the report the device runtime makes',
+  },
   ATTEST_RUNTIME_UNKNOWN: {
     status: 403,
     title: 'A measured runtime image is not a known platform runtime',
@@ -246,6 +251,11 @@ export const ERROR_REGISTRY = {
     title: 'This runtime image digest is already known',
     hint: 'nothing to do',
   },
+  RUNTIME_BUILD_FAILED: {
+    status: 0,
+    title: 'The runtime could not be bundled',
+    hint: 'see the bundler message; with --from, check that the module and its imports exist',
+  },
 
   // Boot
   BOOT_NO_VALID_RUNTIME: {
@@ -256,7 +266,7 @@ export const ERROR_REGISTRY = {
   BOOT_SLOT_EMPTY: {
     status: 0,
     title: 'The runtime slot holds no package',
-    hint: 'install a runtime into the slot (heptad runtime install)',
+    hint: 'install a runtime into the slot (heptad device sideload)',
   },
   BOOT_SLOT_UNREADABLE: {
     status: 0,
@@ -288,6 +298,16 @@ export const ERROR_REGISTRY = {
     title: 'A device state path escapes the state folder',
     hint: 'this is a bug in the caller; paths are relative and never contain ..',
   },
+  BOOT_NO_PLATFORM_KEY: {
+    status: 0,
+    title: "The device's read-only area holds no usable platform runtime-signing key",
+    hint: 'manufacture the device with --runtime and --runtime-signer (ECDSA P-256 public keys, PEM)',
+  },
+  BOOT_ALREADY_RUNNING: {
+    status: 0,
+    title: 'Another heptad device run uses this state folder',
+    hint: 'stop the other one first (a device boots once); its pid is in DIR/run.lock',
+  },
 
   // Device state
   DEVICE_STATE_EXISTS: {
@@ -299,6 +319,11 @@ export const ERROR_REGISTRY = {
     status: 0,
     title: 'The device state folder is missing or damaged',
     hint: 'give the --state folder written by heptad device manufacture',
+  },
+  DEVICE_STATE_PERMISSIONS: {
+    status: 0,
+    title: 'The device state folder is open to other users',
+    hint: 'it holds the device secrets and runtime slots: chown it to the device user and chmod 700 it and its secrets folder',
   },
   DEVICE_ROT_SPEC_INVALID: {
     status: 0,
@@ -465,6 +490,21 @@ export const ERROR_REGISTRY = {
     status: 0,
     title: 'The service sent a response the CLI does not understand',
     hint: 'check that the CLI and the service are the same version',
+  },
+  CLI_FILE_EXISTS: {
+    status: 0,
+    title: 'The file to create exists already',
+    hint: 'choose another --out; keys are never overwritten',
+  },
+  KEY_FILE_INVALID: {
+    status: 0,
+    title: 'The key file is not an ECDSA P-256 private key in PKCS#8 PEM',
+    hint: 'create signing keys with heptad key create',
+  },
+  KEY_FILE_PERMISSIONS: {
+    status: 0,
+    title: 'The private key file is readable by other users',
+    hint: 'chmod 600 the key file (and consider the key exposed if others could read it)',
   },
 
   // TPM and root of trust

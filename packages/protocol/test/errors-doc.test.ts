@@ -30,6 +30,7 @@ const AREAS = [
   'CONFIG',
   'DATA',
   'CLI',
+  'KEY',
   'BROKER',
   'MQTT',
 ];

@@ -565,6 +565,7 @@ function cases(f: { productId: string; deviceId: string; tenantId: string }): Ca
       code: 'REQUEST_INVALID',
       status: 400,
     },
+    ...reportCases(f.deviceId),
     {
       name: 'security events with a device id that is SQL',
       method: 'GET',
@@ -599,6 +600,54 @@ function cases(f: { productId: string; deviceId: string; tenantId: string }): Ca
     },
   );
   return out;
+}
+
+/**
+ * Evidence whose device report is malformed: refused by the schema before anything is read or
+ * stored (device-report.test.ts has every field; these keep the report in the table).
+ */
+function reportCases(deviceId: string): Case[] {
+  const report = {
+    runtime: {
+      slot: 'A',
+      version: '1.0.0',
+      digest: 'a'.repeat(64),
+      securityVersion: 1,
+      trial: false,
+      floor: 1,
+    },
+    events: [{ at: '2026-11-22T10:00:00.000Z', kind: 'runtime-exited', code: 'SIGSEGV' }],
+  };
+  const evidence = (r: unknown) => ({
+    deviceId,
+    nonce: 'a'.repeat(152),
+    quote: { attest: 'AAAA', signature: 'AAAA' },
+    log: [],
+    csr: 'AAAA',
+    report: r,
+  });
+  const event = report.events[0];
+  const bad: Array<[string, unknown]> = [
+    ['with an unknown field', { ...report, admin: true }],
+    ['with a SQL-looking version', { ...report, runtime: { ...report.runtime, version: SQL } }],
+    [
+      'with a security version as a string',
+      { ...report, runtime: { ...report.runtime, securityVersion: '1' } },
+    ],
+    ['with 33 events', { ...report, events: Array.from({ length: 33 }, () => event) }],
+    ['with an unknown event kind', { ...report, events: [{ ...event, kind: 'reboot' }] }],
+    ['with an event date that is not a date', { ...report, events: [{ ...event, at: TRAVERSAL }] }],
+    ['with an event code of 65 characters', { ...report, events: [{ ...event, code: 'C'.repeat(65) }] }],
+  ];
+  return bad.map(([what, r]) => ({
+    name: `evidence with a device report ${what}`,
+    method: 'POST',
+    url: '/v1/attestation/evidence',
+    as: 'admin',
+    call: { body: evidence(r) },
+    code: 'REQUEST_INVALID',
+    status: 400,
+  }));
 }
 
 const RSA_PEM = `-----BEGIN PUBLIC KEY-----

@@ -3,6 +3,7 @@ import {
   type AttestationEvidence,
   attestationBinding,
   createCsr,
+  type DeviceReport,
   HeptadError,
   isHeptadError,
   replayMeasurements,
@@ -35,6 +36,8 @@ export async function attestOnce(opts: {
   rot: RootOfTrust;
   client: DeviceServiceClient;
   clock?: () => Date;
+  /** what the boot chain did: sent with the evidence and bound into the quote */
+  report?: DeviceReport | undefined;
 }): Promise<AttestationOutcome> {
   const { state, rot, client } = opts;
   const clock = opts.clock ?? (() => new Date());
@@ -54,7 +57,7 @@ export async function attestOnce(opts: {
     });
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const csr = createCsr({ privateKey, subjectCommonName: config.deviceId });
-    const quote = await rot.quote(attestationBinding(Buffer.from(nonce, 'hex'), csr), [
+    const quote = await rot.quote(attestationBinding(Buffer.from(nonce, 'hex'), csr, opts.report), [
       config.measurementPcr,
     ]);
     const evidence: AttestationEvidence = {
@@ -63,6 +66,7 @@ export async function attestOnce(opts: {
       quote: { attest: quote.attest.toString('base64'), signature: quote.signature.toString('base64') },
       log,
       csr: csr.toString('base64'),
+      ...(opts.report !== undefined ? { report: opts.report } : {}),
     };
     const answer = await client.post<EvidenceAnswer>('/v1/attestation/evidence', evidence);
     const c = answer.certificate;
@@ -146,6 +150,13 @@ export class AttestationScheduler {
     this.#schedule(nextAttestationDelay(this.#notAfter, this.#clock()));
   }
 
+  /** Attest at once (e.g. after a runtime commit, so the service hears of it now), then as usual. */
+  now(): void {
+    // Deferred: when called from an onOutcome handler, the run that called it schedules its
+    // next attempt first, and this replaces it.
+    setImmediate(() => this.#schedule(0));
+  }
+
   stop(): void {
     this.#stopped = true;
     if (this.#timer !== undefined) this.#clearTimer(this.#timer);
@@ -153,6 +164,7 @@ export class AttestationScheduler {
 
   #schedule(ms: number): void {
     if (this.#stopped) return;
+    if (this.#timer !== undefined) this.#clearTimer(this.#timer);
     this.#timer = this.#setTimer(() => void this.#run(), ms);
   }
 

@@ -44,6 +44,10 @@ export interface BootResult {
   readonly refused: ReadonlyArray<{ readonly slot: SlotName; readonly code: string }>;
   /** True when boot.json was unreadable and the state was derived from the slots. */
   readonly recovered: boolean;
+  /** The trial slot given up at this boot because its attempts ran out (reported as trial-abandoned). */
+  readonly abandoned: SlotName | null;
+  /** The anti-rollback floor in force for this boot. */
+  readonly floor: number;
 }
 
 export async function boot(options: BootOptions): Promise<BootResult> {
@@ -51,6 +55,7 @@ export async function boot(options: BootOptions): Promise<BootResult> {
   const { state, recovered } = loadBootState(storage, platformKeys);
   let order: SlotName[] = [state.committed, otherSlot(state.committed)];
   let trialSlot: SlotName | undefined;
+  let abandoned: SlotName | null = null;
   if (state.trial !== null && state.trial.attemptsLeft > 0) {
     // Spend one attempt BEFORE starting the trial: a trial that crashes or hangs before it can
     // commit has used its attempt anyway, so it runs out and we return to the committed slot.
@@ -63,6 +68,7 @@ export async function boot(options: BootOptions): Promise<BootResult> {
   } else if (state.trial !== null) {
     // Budget exhausted: the trial failed. Clear it so the device settles on the committed slot.
     writeBootState(storage, { ...state, trial: null });
+    abandoned = state.trial.slot;
   }
   // First slot that passes every check (signature, type, floor); the other one is the fallback,
   // under the same checks, so a damaged committed slot does not brick the device.
@@ -102,5 +108,7 @@ export async function boot(options: BootOptions): Promise<BootResult> {
     measurement,
     refused,
     recovered,
+    abandoned,
+    floor: state.floor,
   };
 }

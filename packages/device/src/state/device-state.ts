@@ -37,6 +37,12 @@ export interface AttestationRecord {
  *
  *     ro/device.json          config (read-only after manufacture)
  *     ro/platform-ca.pem      the service's CA, trusted for HTTPS (optional)
+ *     ro/runtime-signers.pem  the platform's runtime-signing public keys (the bootloader's trust)
+ *     boot.json               A/B slot state: committed slot, trial, anti-rollback floor
+ *     slots/A|B/runtime.hpkg  the runtime packages
+ *     events.json             boot and runtime events not yet told to the service
+ *     incoming/runtime.hpkg   a runtime package staged for install (heptad device sideload)
+ *     run/status.json         what heptad device run is doing (for heptad device status)
  *     registration.json       the public registration record
  *     secrets/                0700: soft identity key and registers, TLS client key
  *     certs/device-chain.pem  the current 24 h certificate and its issuing CA
@@ -78,6 +84,14 @@ export class DeviceState {
     if (platformCaPem !== undefined)
       writeFileAtomic(join(this.dir, 'ro', 'platform-ca.pem'), platformCaPem, 0o444);
     chmodSync(join(this.dir, 'ro'), 0o500);
+  }
+
+  /** The platform runtime-signing keys, into the read-only area (once, at manufacture). */
+  writeRuntimeSigners(pem: string): void {
+    const ro = join(this.dir, 'ro');
+    chmodSync(ro, 0o700);
+    writeFileAtomic(join(ro, 'runtime-signers.pem'), pem, 0o444);
+    chmodSync(ro, 0o500);
   }
 
   writeRegistration(r: RegistrationRecord): string {

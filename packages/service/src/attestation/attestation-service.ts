@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { TenantPki } from '../pki/tenant-pki.ts';
 import { spkiSha256 } from '../pki/tenant-pki.ts';
 import type { Store } from '../store/store.ts';
+import { assertReportMatchesLog, securityEventOf } from './device-report.ts';
 import type { NonceIssuer } from './nonce-store.ts';
 import { evidenceDigest, verifyDeviceCsr, verifyQuoteAndLog } from './verify-evidence.ts';
 
@@ -76,12 +77,14 @@ export class AttestationService {
       const { expiresAt } = this.#nonces.check(evidence.nonce, device.id, now);
       if (await att.isNonceUsed(evidence.nonce)) throw new HeptadError('ATTEST_NONCE_REPLAYED');
       nonceExpiry = expiresAt.toISOString();
-      // 5–8: the quote's signature, its binding to nonce and CSR, its register, the log replay.
+      // 5–8: the quote's signature, its binding to nonce, CSR and report, its register, the log replay.
       const quoted = verifyQuoteAndLog(device, evidence, Buffer.from(evidence.nonce, 'hex'));
-      // 9: every measured runtime is one the platform knows (apps: any, until app policy exists).
+      // 9: the report, if any, describes the runtime the boot chain measured last.
+      if (evidence.report !== undefined) assertReportMatchesLog(evidence.log, evidence.report);
+      // 10: every measured runtime is one the platform knows (apps: any, until app policy exists).
       const known = await att.knownRuntimeDigests(quoted.runtimeDigests);
       if (quoted.runtimeDigests.some((d) => !known.has(d))) throw new HeptadError('ATTEST_RUNTIME_UNKNOWN');
-      // 10–11: the CSR is valid and for this device, and its key is not certified for another.
+      // 11–12: the CSR is valid and for this device, and its key is not certified for another.
       const spkiDer = verifyDeviceCsr(device.id, quoted.csrDer);
       const keyHash = spkiSha256(spkiDer);
       if (await att.keyHolder(keyHash, device.id)) throw new HeptadError('ATTEST_CSR_KEY_REUSED');
@@ -89,8 +92,9 @@ export class AttestationService {
       const cert = await this.#pki.issueDeviceCertificate(device.tenantId, device.id, spkiDer);
       const claimedTenant = device.tenantId;
       // One commit for the success path: burn the nonce (a concurrent replay that also got this
-      // far loses here and rolls back), record the certificate, mark the device attested.
-      await this.#store.transaction(async (s) => {
+      // far loses here and rolls back), record the certificate, mark the device attested with the
+      // runtime it reported, and raise the reported events an owner must hear about.
+      const raised = await this.#store.transaction(async (s) => {
         if (!(await s.attestation().burnNonce(evidence.nonce, String(nonceExpiry)))) {
           throw new HeptadError('ATTEST_NONCE_REPLAYED');
         }
@@ -104,8 +108,28 @@ export class AttestationService {
           notBefore: cert.notBefore,
           notAfter: cert.notAfter,
         });
-        await s.platform().registry.markAttested(device.id, nowIso);
+        const fresh = await s.platform().registry.markAttested(device.id, nowIso, evidence.report);
+        const digest = fresh.length > 0 ? evidenceDigest(evidence) : null;
+        const kinds: string[] = [];
+        for (const e of fresh) {
+          const ev = securityEventOf(e);
+          if (!ev) continue;
+          // Stamped with the service's time: the device's own time is kept with the event on the
+          // device record, and a device clock must not reorder or unfold the tenant's events.
+          await s.attestation().recordEvent({
+            tenantId: claimedTenant,
+            deviceId: device.id,
+            ...ev,
+            evidenceDigest: digest,
+            at: nowIso,
+          });
+          kinds.push(ev.kind);
+        }
+        return kinds;
       });
+      if (raised.length > 0) {
+        this.#log?.warn({ deviceId: device.id, tenantId, events: raised }, 'device reported security events');
+      }
       if (++this.#answers % PURGE_EVERY === 0) await att.purgeNonces(nowIso);
       this.#log?.info(
         { deviceId: device.id, tenantId, serial: cert.serial, rotKind: device.rotKind },

@@ -22,11 +22,13 @@ export interface SecurityEvent {
  * Attestation runs before the device is authenticated, so this store is platform-wide; the
  * tenant-facing reads (events, certificates) filter on the tenant explicitly.
  */
-/** Repeats of one (device, reason) within this window fold into one event row. */
+/** Repeats of one (device, kind, reason) within this window fold into one event row. */
 export const EVENT_WINDOW_MS = 60_000;
+// Kind is part of the key: a device may report one code (IMAGE_SIGNATURE_INVALID) both for a
+// refused slot and a refused install, and those are two things to tell the owner.
 const FOLD_EVENT = new RawQuery(
   'update security_events set count = count + 1, last_at = ?, evidence_digest = ? ' +
-    'where device_id = ? and reason = ? and last_at >= ?',
+    'where device_id = ? and reason = ? and kind = ? and last_at >= ?',
 );
 const NONCE_USED = new RawQuery<{ one: number }>('select 1 as one from used_nonces where nonce = ?');
 const BURN_NONCE = new RawQuery('insert into used_nonces (nonce, expires_at) values (?, ?)');
@@ -107,7 +109,7 @@ export class AttestationStore {
   }
 
   /**
-   * Records a security event. The same reason for the same device within EVENT_WINDOW_MS folds
+   * Records a security event. The same kind and reason for the same device within EVENT_WINDOW_MS folds
    * into the last row (count + 1, latest time and evidence digest), so anyone sending bad evidence
    * for a known device id grows the store by one row per device and reason per minute at most,
    * while the count keeps the burst visible to threat detection.
@@ -119,6 +121,7 @@ export class AttestationStore {
       e.evidenceDigest,
       e.deviceId,
       e.reason,
+      e.kind,
       since,
     ]);
     if (folded > 0) return;

@@ -1,4 +1,10 @@
-import { DEVICE_ID_PATTERN, HeptadError, MAX_LOG_ENTRIES } from '@heptad/protocol';
+import {
+  DEVICE_EVENT_KINDS,
+  DEVICE_ID_PATTERN,
+  HeptadError,
+  MAX_LOG_ENTRIES,
+  MAX_REPORT_EVENTS,
+} from '@heptad/protocol';
 import { Type } from 'typebox';
 import { access, changeContext, tenantScope } from '../http/auth.ts';
 import type { App, RouteDeps } from '../http/deps.ts';
@@ -21,6 +27,72 @@ const Nonce = Type.String({ pattern: '^[0-9a-f]{152}$' });
 const Base64 = (maxLength: number) =>
   Type.String({ minLength: 4, maxLength, pattern: '^[A-Za-z0-9+/]+={0,2}$' });
 
+/**
+ * A runtime version as the package manifest has it: semver.org 2.0.0 (the expression of
+ * protocol's package/manifest.ts), at most 128 characters.
+ */
+const SEMVER_PATTERN =
+  '^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-((?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\\.(?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\\+([0-9a-zA-Z-]+(?:\\.[0-9a-zA-Z-]+)*))?$';
+const Version = Type.String({ maxLength: 128, pattern: SEMVER_PATTERN });
+/**
+ * The version an event names (a package installed, refused or abandoned): bounded and of a safe
+ * alphabet, not held to semver — the report travels with every attestation until the service
+ * accepts it, so one odd version must not keep the device from ever attesting again.
+ */
+const EventVersion = Type.String({ minLength: 1, maxLength: 128, pattern: '^[0-9A-Za-z.+-]+$' });
+const Slot = Type.Union([Type.Literal('A'), Type.Literal('B')]);
+const Uint31 = Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1 });
+
+/**
+ * The device report (protocol attestation.ts). Strict, because the service hashes it as received
+ * into the quote binding and stores it: every string is bounded and of a known alphabet, and an
+ * unknown field is refused rather than dropped (dropping it would break the binding anyway).
+ */
+const DeviceEventSchema = Type.Object(
+  {
+    at: Type.String({
+      format: 'date-time',
+      maxLength: 40,
+      pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\\.[0-9]{1,9})?Z$',
+      description: 'ISO-8601 UTC, device clock',
+    }),
+    kind: Type.Union(DEVICE_EVENT_KINDS.map((k) => Type.Literal(k))),
+    slot: Type.Optional(Slot),
+    version: Type.Optional(EventVersion),
+    digest: Type.Optional(Hex32),
+    code: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        pattern: '^[A-Za-z0-9_.-]+$',
+        description: 'reason: a Heptad error code, an exit code or a signal name',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+const DeviceReportSchema = Type.Object(
+  {
+    runtime: Type.Object(
+      {
+        slot: Slot,
+        version: Version,
+        digest: Hex32,
+        securityVersion: Uint31,
+        trial: Type.Boolean(),
+        floor: Uint31,
+      },
+      { additionalProperties: false },
+    ),
+    events: Type.Array(DeviceEventSchema, { maxItems: MAX_REPORT_EVENTS }),
+  },
+  {
+    additionalProperties: false,
+    description:
+      "what the device's boot chain did since its last accepted report; bound into the quote with the nonce and CSR",
+  },
+);
+
 const Evidence = Type.Object(
   {
     deviceId: DeviceId,
@@ -41,6 +113,7 @@ const Evidence = Type.Object(
       { maxItems: MAX_LOG_ENTRIES },
     ),
     csr: Base64(4096),
+    report: Type.Optional(DeviceReportSchema),
   },
   { additionalProperties: false },
 );
@@ -103,12 +176,16 @@ export function attestationRoutes(app: App, { attestation, pki, store, clock }: 
       config: { access: access.public },
       schema: {
         tags: ['attestation'],
-        summary: 'Send a quote, the measurement log and a CSR; receive a 24 h device certificate',
+        summary:
+          'Send a quote, the measurement log, a CSR and the device report; receive a 24 h device certificate',
         description:
           'Checked in order, each with its own code: device registered, claimed, not quarantined; nonce known, ' +
           "this device's, unexpired, unused (then burnt); quote signed by the registered key; quote covers the " +
-          'nonce bound to the CSR; the log replays to the quoted register; measured runtimes are known; the CSR is ' +
-          'valid and its key not certified for another device. Every refusal is stored as a security event.',
+          'nonce bound to the CSR and the report; the log replays to the quoted register; the report names the ' +
+          'last measured runtime; measured runtimes are known; the CSR is valid and its key not certified for ' +
+          'another device. Every refusal is stored as a security event. On success the report is stored with ' +
+          'the device and its slot-refused, trial-abandoned, install-refused, runtime-exited and ' +
+          'watchdog-expired events become security events (device.<kind>).',
         security: [],
         body: Evidence,
         response: {
@@ -236,7 +313,8 @@ export function attestationRoutes(app: App, { attestation, pki, store, clock }: 
       config: { access: access.tenant('Reader') },
       schema: {
         tags: ['attestation'],
-        summary: "The tenant's security events (refused attestations, …), newest first",
+        summary:
+          "The tenant's security events (refused attestations, failures devices reported), newest first",
         querystring: Type.Object(
           {
             deviceId: Type.Optional(Type.String({ pattern: DEVICE_ID_PATTERN })),

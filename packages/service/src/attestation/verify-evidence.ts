@@ -66,7 +66,8 @@ function decodeBase64(s: string, field: string): Buffer {
 
 /**
  * The quote and the log: the quote is signed by the registered identity key (checked before the
- * quote is parsed); it covers this nonce bound to this CSR; it covers exactly the device's
+ * quote is parsed); it covers this nonce bound to this CSR (and to the device report, when the
+ * evidence carries one); it covers exactly the device's
  * measurement register; the log replays to the quoted value. Pure: bytes and keys in, the CSR
  * bytes and the measured runtimes out, or a coded error. (Registry, claim, quarantine and nonce
  * checks come before; runtime policy, then the CSR itself, after.)
@@ -85,7 +86,8 @@ export function verifyQuoteAndLog(
       attest,
       signature,
       publicKey: identityKey(device.publicKeyPem),
-      expectedExtraData: attestationBinding(nonce, csrDer),
+      // The device report is bound too: one changed, added or removed in transit fails here.
+      expectedExtraData: attestationBinding(nonce, csrDer, evidence.report),
       expectedPcrs: [device.measurementPcr],
       pcrValues: new Map([[device.measurementPcr, replayMeasurements(digests)]]),
     });

@@ -1,6 +1,7 @@
-import { assertDeviceIdentity, HeptadError } from '@heptad/protocol';
+import { assertDeviceIdentity, type DeviceEvent, type DeviceReport, HeptadError } from '@heptad/protocol';
 import type { Kysely } from 'kysely';
 import { AttestationStore } from '../attestation/attestation-store.ts';
+import { type DeviceRuntime, mergeReportedEvents } from '../attestation/device-report.ts';
 import { AuditStore } from '../audit/audit-store.ts';
 import type { ChangeContext } from '../context.ts';
 import type { ProductStore } from '../products/product-store.ts';
@@ -16,6 +17,8 @@ export interface Device {
   quarantinedAt: string | null;
   quarantineReason: string | null;
   lastAttestedAt: string | null;
+  /** what the device reported at its last successful attestation; null until a report came */
+  runtime: DeviceRuntime | null;
   registeredAt: string;
   tenantId: string | null;
   claimedAt: string | null;
@@ -70,6 +73,13 @@ function deviceQuery(db: Kysely<Database>) {
       'd.quarantined_at',
       'd.quarantine_reason',
       'd.last_attested_at',
+      'd.runtime_slot',
+      'd.runtime_version',
+      'd.runtime_digest',
+      'd.runtime_security_version',
+      'd.runtime_trial',
+      'd.runtime_floor',
+      'd.runtime_reported_at',
       'd.registered_at',
       'd.tenant_id',
       'd.claimed_at',
@@ -87,6 +97,13 @@ type DeviceRow = {
   quarantined_at: string | null;
   quarantine_reason: string | null;
   last_attested_at: string | null;
+  runtime_slot: 'A' | 'B' | null;
+  runtime_version: string | null;
+  runtime_digest: string | null;
+  runtime_security_version: number | null;
+  runtime_trial: number | null;
+  runtime_floor: number | null;
+  runtime_reported_at: string | null;
   registered_at: string;
   tenant_id: string | null;
   claimed_at: string | null;
@@ -96,13 +113,39 @@ type DeviceRow = {
   product_name: string | null;
 };
 
-const toDevice = (r: DeviceRow): Device => ({
+/** `events`: the runtime_events column where it was read (one device), undefined in lists. */
+function toRuntime(r: DeviceRow, events?: string | null): DeviceRuntime | null {
+  if (
+    r.runtime_slot === null ||
+    r.runtime_version === null ||
+    r.runtime_digest === null ||
+    r.runtime_reported_at === null
+  ) {
+    return null;
+  }
+  return {
+    slot: r.runtime_slot,
+    version: r.runtime_version,
+    digest: r.runtime_digest,
+    securityVersion: Number(r.runtime_security_version),
+    trial: Number(r.runtime_trial) === 1,
+    floor: Number(r.runtime_floor),
+    reportedAt: r.runtime_reported_at,
+    ...(events === undefined ? {} : { events: eventsOf(events) }),
+  };
+}
+
+const eventsOf = (json: string | null): DeviceEvent[] =>
+  json === null ? [] : (JSON.parse(json) as DeviceEvent[]);
+
+const toDevice = (r: DeviceRow, events?: string | null): Device => ({
   id: r.id,
   rotKind: r.rot_kind,
   measurementPcr: Number(r.measurement_pcr),
   quarantinedAt: r.quarantined_at,
   quarantineReason: r.quarantine_reason,
   lastAttestedAt: r.last_attested_at,
+  runtime: toRuntime(r, events),
   registeredAt: r.registered_at,
   tenantId: r.tenant_id,
   claimedAt: r.claimed_at,
@@ -124,9 +167,19 @@ const ATTESTATION_VIEW = new RawQuery<{
   'select id, public_key_pem, rot_kind, measurement_pcr, tenant_id, quarantined_at from devices where id = ?',
 );
 const MARK_ATTESTED = new RawQuery('update devices set last_attested_at = ? where id = ?');
-const TENANT_DEVICE = new RawQuery<DeviceRow>(
+const MARK_ATTESTED_WITH_RUNTIME = new RawQuery(
+  'update devices set last_attested_at = ?, runtime_slot = ?, runtime_version = ?, runtime_digest = ?, ' +
+    'runtime_security_version = ?, runtime_trial = ?, runtime_floor = ?, runtime_reported_at = ? where id = ?',
+);
+const RUNTIME_EVENTS = new RawQuery<{ runtime_events: string | null }>(
+  'select runtime_events from devices where id = ?',
+);
+const SET_RUNTIME_EVENTS = new RawQuery('update devices set runtime_events = ? where id = ?');
+const TENANT_DEVICE = new RawQuery<DeviceRow & { runtime_events: string | null }>(
   'select d.id, d.rot_kind, d.measurement_pcr, d.quarantined_at, d.quarantine_reason, d.last_attested_at, ' +
-    'd.registered_at, d.tenant_id, d.claimed_at, d.device_group_id, g.name as group_name, g.product_id, p.name as product_name ' +
+    'd.runtime_slot, d.runtime_version, d.runtime_digest, d.runtime_security_version, d.runtime_trial, ' +
+    'd.runtime_floor, d.runtime_reported_at, d.runtime_events, d.registered_at, d.tenant_id, d.claimed_at, ' +
+    'd.device_group_id, g.name as group_name, g.product_id, p.name as product_name ' +
     'from devices d left join device_groups g on g.id = d.device_group_id left join products p on p.id = g.product_id ' +
     'where d.tenant_id = ? and d.id = ?',
 );
@@ -192,17 +245,48 @@ export class DeviceRegistry {
       : undefined;
   }
 
-  async markAttested(id: string, at: string): Promise<void> {
-    await MARK_ATTESTED.run(this.#db, this.#sql, [at, id]);
+  /**
+   * Marks a successful attestation and stores the device report it carried, if any: the running
+   * runtime, and its events added to the newest ones kept (see mergeReportedEvents). Returns the
+   * events not reported before, for the caller to raise. Run inside the attestation's
+   * transaction: the first update takes the row lock (PostgreSQL), so a concurrent attestation of
+   * the same device cannot read the kept events between this one's read and write.
+   */
+  async markAttested(id: string, at: string, report?: DeviceReport): Promise<DeviceEvent[]> {
+    if (report === undefined) {
+      await MARK_ATTESTED.run(this.#db, this.#sql, [at, id]);
+      return [];
+    }
+    const r = report.runtime;
+    await MARK_ATTESTED_WITH_RUNTIME.run(this.#db, this.#sql, [
+      at,
+      r.slot,
+      r.version,
+      r.digest,
+      r.securityVersion,
+      r.trial ? 1 : 0,
+      r.floor,
+      at,
+      id,
+    ]);
+    if (report.events.length === 0) return [];
+    const row = await RUNTIME_EVENTS.first(this.#db, this.#sql, [id]);
+    const { events, fresh } = mergeReportedEvents(eventsOf(row?.runtime_events ?? null), report.events);
+    if (fresh.length > 0) await SET_RUNTIME_EVENTS.run(this.#db, this.#sql, [JSON.stringify(events), id]);
+    return fresh;
   }
 
   async get(id: string): Promise<RegisteredDevice> {
     const row = await deviceQuery(this.#db)
-      .select(['d.public_key_pem', 'd.tpm_public'])
+      .select(['d.public_key_pem', 'd.tpm_public', 'd.runtime_events'])
       .where('d.id', '=', id)
       .executeTakeFirst();
     if (!row) throw new HeptadError('DEVICE_NOT_FOUND');
-    return { ...toDevice(row), publicKeyPem: row.public_key_pem, tpmPublic: row.tpm_public };
+    return {
+      ...toDevice(row, row.runtime_events),
+      publicKeyPem: row.public_key_pem,
+      tpmPublic: row.tpm_public,
+    };
   }
 
   async list(page: DevicePage): Promise<{ items: Device[]; nextCursor: string | null }> {
@@ -212,16 +296,33 @@ export class DeviceRegistry {
       .orderBy('d.id')
       .limit(page.limit + 1)
       .execute();
-    return pageOf(rows.map(toDevice), page.limit);
+    return pageOf(
+      rows.map((r) => toDevice(r)),
+      page.limit,
+    );
   }
 
   /** Takes a claimed device from its tenant (operator only); it can then be claimed again. */
   async unclaim(ctx: ChangeContext, id: string): Promise<RegisteredDevice> {
     const device = await this.get(id);
     if (device.tenantId === null) throw new HeptadError('DEVICE_NOT_CLAIMED');
+    // The report goes with the tenant: the next owner learns the runtime at the next attestation,
+    // not the events the device reported while it was someone else's.
     await this.#db
       .updateTable('devices')
-      .set({ tenant_id: null, device_group_id: null, claimed_at: null })
+      .set({
+        tenant_id: null,
+        device_group_id: null,
+        claimed_at: null,
+        runtime_slot: null,
+        runtime_version: null,
+        runtime_digest: null,
+        runtime_security_version: null,
+        runtime_trial: null,
+        runtime_floor: null,
+        runtime_reported_at: null,
+        runtime_events: null,
+      })
       .where('id', '=', id)
       .execute();
     await new AuditStore(this.#db).record(ctx, {
@@ -264,7 +365,7 @@ export class TenantDeviceStore {
   async get(id: string): Promise<Device> {
     const row = await TENANT_DEVICE.first(this.#db, this.#sql, [this.#tenantId, id]);
     if (!row) throw new HeptadError('DEVICE_NOT_FOUND');
-    return toDevice(row);
+    return toDevice(row, row.runtime_events);
   }
 
   async list(
@@ -279,7 +380,10 @@ export class TenantDeviceStore {
       .orderBy('d.id')
       .limit(page.limit + 1)
       .execute();
-    return pageOf(rows.map(toDevice), page.limit);
+    return pageOf(
+      rows.map((r) => toDevice(r)),
+      page.limit,
+    );
   }
 
   /**

@@ -1,5 +1,5 @@
-import { DEFAULT_MEASUREMENT_PCR, HeptadError } from '@heptad/protocol';
-import { Type } from 'typebox';
+import { DEFAULT_MEASUREMENT_PCR, DEVICE_EVENT_KINDS, HeptadError } from '@heptad/protocol';
+import { type Static, Type } from 'typebox';
 import { access, changeContext, principalOf, tenantScope } from '../http/auth.ts';
 import type { App, RouteDeps } from '../http/deps.ts';
 import {
@@ -17,11 +17,44 @@ import { MAX_CLAIM_BATCH } from './device-store.ts';
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 const NullableText = NullableString();
 
+/** A string enum in a RESPONSE schema: `enum`, not anyOf of constants (see NullableString). */
+const StringEnum = <T extends string>(values: readonly T[]) =>
+  Type.Unsafe<T>({ type: 'string', enum: [...values] });
+const Slot = StringEnum(['A', 'B'] as const);
+const DeviceEventSchema = Type.Object({
+  at: Type.String({ description: 'ISO-8601 UTC, as the device clock had it' }),
+  kind: StringEnum(DEVICE_EVENT_KINDS),
+  slot: Type.Optional(Slot),
+  version: Type.Optional(Type.String()),
+  digest: Type.Optional(Type.String()),
+  code: Type.Optional(Type.String({ description: 'reason: a Heptad error code, an exit code or a signal' })),
+});
+const DeviceRuntimeSchema = Type.Object({
+  slot: Slot,
+  version: Type.String(),
+  digest: Type.String({ description: 'SHA-256 (hex) of the runtime package: the last runtime measured' }),
+  securityVersion: Type.Integer(),
+  trial: Type.Boolean({ description: 'a trial that has not committed yet' }),
+  floor: Type.Integer({ description: 'the anti-rollback floor the bootloader enforces' }),
+  reportedAt: Timestamp,
+  events: Type.Optional(
+    Type.Array(DeviceEventSchema, {
+      description: 'the newest events the boot chain reported, oldest first; only where one device is read',
+    }),
+  ),
+});
+
 const DeviceFields = {
   measurementPcr: Type.Integer(),
   quarantinedAt: NullableTimestamp,
   quarantineReason: NullableText,
   lastAttestedAt: NullableTimestamp,
+  // A type array, not anyOf (see NullableString): the serializer picks the branch by typeof.
+  runtime: Type.Unsafe<Static<typeof DeviceRuntimeSchema> | null>({
+    ...DeviceRuntimeSchema,
+    type: ['object', 'null'],
+    description: 'what the device reported at its last successful attestation; null until a report came',
+  }),
 };
 
 const DeviceSchema = Type.Object(

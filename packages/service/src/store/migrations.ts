@@ -178,6 +178,22 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0003_device_report': {
+      async up(db: Kysely<unknown>) {
+        // The runtime the device reported at its last successful attestation (bound into the
+        // quote), and the newest events its boot chain reported, as canonical JSON.
+        const add = (column: string, type: 'text' | 'integer') =>
+          db.schema.alterTable('devices').addColumn(column, type).execute();
+        await add('runtime_slot', 'text');
+        await add('runtime_version', 'text');
+        await add('runtime_digest', 'text');
+        await add('runtime_security_version', 'integer');
+        await add('runtime_trial', 'integer');
+        await add('runtime_floor', 'integer');
+        await add('runtime_reported_at', 'text');
+        await add('runtime_events', 'text');
+      },
+    },
     '0004_broker': {
       async up(db: Kysely<unknown>) {
         // Device-to-device messages through groups/<id>/… flow only where the group allows them.

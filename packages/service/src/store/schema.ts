@@ -66,6 +66,17 @@ export interface DevicesTable {
   quarantined_at: string | null;
   quarantine_reason: string | null;
   last_attested_at: string | null;
+  /** the device report of the last successful attestation (all null until one carried a report) */
+  runtime_slot: 'A' | 'B' | null;
+  runtime_version: string | null;
+  runtime_digest: string | null;
+  runtime_security_version: number | null;
+  /** 1 while the running runtime is an uncommitted trial */
+  runtime_trial: number | null;
+  runtime_floor: number | null;
+  runtime_reported_at: string | null;
+  /** JSON array of the newest DeviceEvents reported (at most MAX_REPORT_EVENTS), oldest first */
+  runtime_events: string | null;
 }
 
 export interface AuditEventsTable {

@@ -8,6 +8,7 @@ import {
   attestationBinding,
   createCsr,
   DEFAULT_MEASUREMENT_PCR,
+  type DeviceReport,
   deviceIdOf,
   type MeasurementEntry,
 } from '@heptad/protocol';
@@ -23,10 +24,13 @@ export interface SoftDevice {
   measure(entry: MeasurementEntry): Promise<void>;
   /** fetches a challenge from the service */
   challenge(): Promise<string>;
-  /** evidence for `nonce`: quote over the nonce bound to a fresh CSR, the log, the CSR */
+  /**
+   * evidence for `nonce`: quote over the nonce bound to a fresh CSR (and the report, when one is
+   * given, as the device runtime sends it), the log, the CSR
+   */
   evidence(
     nonce: string,
-    opts?: { tlsKey?: KeyObject; csrCommonName?: string },
+    opts?: { tlsKey?: KeyObject; csrCommonName?: string; report?: DeviceReport },
   ): Promise<AttestationEvidence & { tlsKey: KeyObject }>;
   cleanup(): void;
 }
@@ -70,7 +74,7 @@ export async function createSoftDevice(
     async evidence(nonce, o = {}) {
       const tlsKey = o.tlsKey ?? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
       const csr = createCsr({ privateKey: tlsKey, subjectCommonName: o.csrCommonName ?? id });
-      const quote = await rot.quote(attestationBinding(Buffer.from(nonce, 'hex'), csr), [
+      const quote = await rot.quote(attestationBinding(Buffer.from(nonce, 'hex'), csr, o.report), [
         DEFAULT_MEASUREMENT_PCR,
       ]);
       return {
@@ -79,6 +83,7 @@ export async function createSoftDevice(
         quote: { attest: quote.attest.toString('base64'), signature: quote.signature.toString('base64') },
         log: [...log],
         csr: csr.toString('base64'),
+        ...(o.report ? { report: o.report } : {}),
         tlsKey,
       };
     },

@@ -1,0 +1,436 @@
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  randomUUID,
+} from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  DEFAULT_WATCHDOG_MS,
+  DeviceState,
+  FsStorage,
+  INCOMING_RUNTIME_PATH,
+  isAlive,
+  loadBootState,
+  loadPlatformKeys,
+  readRunStatus,
+  runDevice,
+} from '@heptad/device';
+import {
+  addSignature,
+  buildPackage,
+  HeptadError,
+  keyIdOf,
+  readManifestUnverified,
+  verifyPackage,
+  writeFileAtomic,
+} from '@heptad/protocol';
+import type { CommandContext, CommandSpec } from './spec.ts';
+
+/** The component id of the Heptad device runtime: the same for every version (image-package.md §3). */
+export const RUNTIME_COMPONENT_ID = '5b0c7a52-8d1e-4c61-9a43-2f6e0d1b7c39';
+export const RUNTIME_ENTRY = 'runtime.mjs';
+
+const str = (ctx: CommandContext, name: string): string | undefined => {
+  const v = ctx.options[name] ?? ctx.args[name];
+  return typeof v === 'string' ? v : undefined;
+};
+const path = (ctx: CommandContext, name: string): string => resolve(ctx.io.cwd, String(str(ctx, name)));
+
+function readBytes(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (cause) {
+    throw new HeptadError('CLI_FILE_UNREADABLE', `cannot read ${what} ${file}`, { cause });
+  }
+}
+
+/**
+ * A signing key file: PKCS#8 PEM, ECDSA P-256, readable by its owner only (like ssh refuses an
+ * open private key: a key others can read is not the signer's any more).
+ */
+export function loadSigningKey(file: string): KeyObject {
+  const pem = readBytes(file, 'key file');
+  if ((statSync(file).mode & 0o077) !== 0)
+    throw new HeptadError('KEY_FILE_PERMISSIONS', `${file} is readable by other users`);
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch (cause) {
+    throw new HeptadError('KEY_FILE_INVALID', `${file} is not a private key (PKCS#8 PEM)`, { cause });
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+    throw new HeptadError('KEY_FILE_INVALID', `${file} is not an ECDSA P-256 key`);
+  return key;
+}
+
+/** Bundles the runtime (or another entry module) into one ES module with esbuild. */
+export async function bundleRuntime(entry: string): Promise<Buffer> {
+  const esbuild = await import('esbuild');
+  try {
+    const out = await esbuild.build({
+      entryPoints: [entry],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node24',
+      write: false,
+      legalComments: 'none',
+      logLevel: 'silent',
+      // Node built-ins stay imports; everything else is inside the one file that gets signed.
+      packages: 'bundle',
+    });
+    const file = out.outputFiles[0];
+    if (file === undefined) throw new Error('no output');
+    return Buffer.from(file.contents);
+  } catch (cause) {
+    const first = (cause as { errors?: Array<{ text: string }> }).errors?.[0]?.text;
+    throw new HeptadError('RUNTIME_BUILD_FAILED', first ?? (cause as Error).message, { cause });
+  }
+}
+
+const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
+
+export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
+  {
+    path: ['key', 'create'],
+    summary: 'Create an ECDSA P-256 signing key (developer, build or platform runtime-signing key)',
+    description:
+      'Writes the private key to FILE (PKCS#8 PEM, mode 0600) and its public key to FILE.pub (SPKI PEM). ' +
+      'The key id (SHA-256 of the DER public key) is what package signatures name.',
+    args: [],
+    options: [
+      {
+        name: 'out',
+        type: 'string',
+        valueName: 'FILE',
+        description: 'private key file to create',
+        required: true,
+      },
+    ],
+    service: false,
+    examples: ['heptad key create --out platform-runtime.key'],
+    async run(ctx) {
+      const out = path(ctx, 'out');
+      if (existsSync(out) || existsSync(`${out}.pub`))
+        throw new HeptadError(
+          'CLI_FILE_EXISTS',
+          `${out} or ${out}.pub exists already; keys are never overwritten`,
+        );
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+      writeFileAtomic(out, privateKey.export({ format: 'pem', type: 'pkcs8' }), 0o600);
+      writeFileAtomic(`${out}.pub`, publicKey.export({ format: 'pem', type: 'spki' }), 0o644);
+      const keyId = keyIdOf(publicKey);
+      return {
+        data: { keyId, keyFile: out, publicKeyFile: `${out}.pub` },
+        text: `${keyId}\n`,
+        note: `Private key: ${out} (0600, keep it secret)  Public key: ${out}.pub`,
+      };
+    },
+  },
+  {
+    path: ['runtime', 'pack'],
+    summary: 'Build the device runtime into one bundle inside a signed runtime package',
+    description:
+      'Bundles the Heptad device runtime (or --from MODULE) with esbuild into runtime.mjs and packs it as a ' +
+      'runtime image package signed by --key (the build key). Devices boot it only once the platform ' +
+      'runtime-signing key has signed it too (heptad runtime sign).',
+    args: [],
+    options: [
+      {
+        name: 'out',
+        type: 'string',
+        valueName: 'FILE',
+        description: 'package file to write',
+        required: true,
+      },
+      {
+        name: 'version',
+        type: 'string',
+        valueName: 'X.Y.Z',
+        description: 'semantic version',
+        required: true,
+      },
+      {
+        name: 'security-version',
+        type: 'string',
+        valueName: 'N',
+        description: 'anti-rollback security version (raise it to retire vulnerable releases)',
+        required: true,
+      },
+      {
+        name: 'key',
+        type: 'string',
+        valueName: 'FILE',
+        description: 'build signing key (heptad key create)',
+        required: true,
+      },
+      {
+        name: 'from',
+        type: 'string',
+        valueName: 'MODULE',
+        description: 'bundle this entry module instead of the Heptad runtime',
+      },
+    ],
+    service: false,
+    examples: [
+      'heptad runtime pack --out runtime-1.2.0.hpkg --version 1.2.0 --security-version 3 --key build.key',
+    ],
+    async run(ctx) {
+      const version = String(str(ctx, 'version'));
+      if (!SEMVER.test(version) || version.length > 128)
+        throw new HeptadError('CLI_USAGE', '--version must be a semantic version such as 1.2.0');
+      const sv = String(str(ctx, 'security-version'));
+      if (!/^\d{1,10}$/.test(sv) || Number(sv) > 2 ** 31 - 1)
+        throw new HeptadError('CLI_USAGE', '--security-version must be a whole number 0–2147483647');
+      const key = loadSigningKey(path(ctx, 'key'));
+      const from = str(ctx, 'from');
+      const entry =
+        from === undefined
+          ? fileURLToPath(import.meta.resolve('@heptad/device/runtime-main'))
+          : resolve(ctx.io.cwd, from);
+      if (from !== undefined && !existsSync(entry))
+        throw new HeptadError('CLI_FILE_UNREADABLE', `cannot read module ${from}`);
+      const bundle = await bundleRuntime(entry);
+      const pkg = buildPackage({
+        manifest: {
+          componentId: RUNTIME_COMPONENT_ID,
+          imageId: randomUUID(),
+          name: 'heptad-runtime',
+          version,
+          securityVersion: Number(sv),
+          type: 'runtime',
+          entryPoint: RUNTIME_ENTRY,
+          createdAt: new Date().toISOString(),
+        },
+        files: [{ path: RUNTIME_ENTRY, content: bundle }],
+        signers: [{ privateKey: key }],
+      });
+      const out = path(ctx, 'out');
+      writeFileAtomic(out, pkg, 0o644);
+      const v = verifyPackage(pkg, new Map([[keyIdOf(key), createPublicKey(key)]]));
+      return {
+        data: {
+          file: out,
+          digest: v.digest,
+          version,
+          securityVersion: Number(sv),
+          size: pkg.length,
+          bundleSize: bundle.length,
+        },
+        text: `${v.digest}\n`,
+        note: `Wrote ${out} (${pkg.length} bytes). Sign it: heptad runtime sign ${out} --key PLATFORM_KEY`,
+      };
+    },
+  },
+  {
+    path: ['runtime', 'sign'],
+    summary: 'Sign a runtime package with the platform runtime-signing key (operator)',
+    description:
+      'Adds a signature to FILE (in place, or to --out). The signed region — and so the package digest the ' +
+      'bootloader measures — does not change. Register the digest for attestation with heptad runtime-image add.',
+    args: [{ name: 'FILE', description: 'runtime package', required: true }],
+    options: [
+      {
+        name: 'key',
+        type: 'string',
+        valueName: 'FILE',
+        description: 'platform runtime-signing key',
+        required: true,
+      },
+      {
+        name: 'out',
+        type: 'string',
+        valueName: 'FILE',
+        description: 'write the signed package here (default: FILE)',
+      },
+    ],
+    service: false,
+    examples: ['heptad runtime sign runtime-1.2.0.hpkg --key platform-runtime.key'],
+    async run(ctx) {
+      const file = resolve(ctx.io.cwd, String(str(ctx, 'FILE')));
+      const key = loadSigningKey(path(ctx, 'key'));
+      const bytes = readBytes(file, 'package');
+      const manifest = readManifestUnverified(bytes);
+      if (manifest.type !== 'runtime')
+        throw new HeptadError('BOOT_NOT_RUNTIME', `${file} is not a runtime package`);
+      const signed = addSignature(bytes, key);
+      // Check what we vouch for before writing it: the new signature verifies over intact contents.
+      const v = verifyPackage(signed, new Map([[keyIdOf(key), createPublicKey(key)]]));
+      const out = str(ctx, 'out') === undefined ? file : path(ctx, 'out');
+      writeFileAtomic(out, signed, 0o644);
+      return {
+        data: {
+          file: out,
+          digest: v.digest,
+          version: v.manifest.version,
+          securityVersion: v.manifest.securityVersion,
+          keyId: keyIdOf(key),
+        },
+        text: `${v.digest}\n`,
+        note: `Signed ${out}. Make it known to attestation: heptad runtime-image add ${v.digest} --version ${v.manifest.version} --security-version ${v.manifest.securityVersion}`,
+      };
+    },
+  },
+  {
+    path: ['device', 'run'],
+    summary: 'Power the device on: bootloader, measured runtime, watchdog (runs until stopped)',
+    description:
+      'The bootloader verifies the active runtime slot against the platform runtime-signing key and the ' +
+      'anti-rollback floor, extends its digest into the root of trust, and only then starts it; a slot that ' +
+      'fails falls back to the other one, and a trial that crashes, hangs or fails its health check returns ' +
+      'to the committed runtime when its attempts run out. Ctrl-C (SIGTERM) powers the device off.',
+    args: [],
+    options: [
+      { name: 'state', type: 'string', valueName: 'DIR', description: 'device state folder', required: true },
+      {
+        name: 'watchdog',
+        type: 'string',
+        valueName: 'MS',
+        description: `runtime heartbeat watchdog (default ${DEFAULT_WATCHDOG_MS})`,
+      },
+      {
+        name: 'health-timeout',
+        type: 'string',
+        valueName: 'MS',
+        description: 'how long a trial has to pass its health check (default 120000)',
+      },
+    ],
+    service: false,
+    examples: ['heptad device run --state ./dev1'],
+    async run(ctx) {
+      const ms = (name: string): number | undefined => {
+        const v = str(ctx, name);
+        if (v === undefined) return undefined;
+        if (!/^\d{1,9}$/.test(v) || Number(v) < 100)
+          throw new HeptadError('CLI_USAGE', `--${name} must be a number of ms ≥ 100`);
+        return Number(v);
+      };
+      const watchdogMs = ms('watchdog');
+      const healthTimeoutMs = ms('health-timeout');
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const stateDir = path(ctx, 'state');
+      const wait = runDevice({
+        stateDir,
+        stop: stop.signal,
+        log: (line) => ctx.io.stdout(`${line}\n`),
+        ...(watchdogMs !== undefined ? { watchdogMs } : {}),
+        ...(healthTimeoutMs !== undefined ? { settings: { healthTimeoutMs } } : {}),
+      })
+        .then(() => undefined)
+        .finally(() => {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        });
+      return { data: { stateDir }, text: `Powering on ${stateDir}\n`, wait };
+    },
+  },
+  {
+    path: ['device', 'status'],
+    summary: "Show the device's state: id, root of trust, slots, trial, certificate, last attestation",
+    args: [],
+    options: [
+      { name: 'state', type: 'string', valueName: 'DIR', description: 'device state folder', required: true },
+    ],
+    service: false,
+    async run(ctx) {
+      const dir = path(ctx, 'state');
+      const state = new DeviceState(dir);
+      const config = state.config();
+      const storage = new FsStorage(dir);
+      let slots: Record<string, unknown> | null = null;
+      try {
+        const keys = loadPlatformKeys(storage);
+        const { state: boot, recovered } = loadBootState(storage, keys);
+        slots = { committed: boot.committed, trial: boot.trial, floor: boot.floor, recovered };
+      } catch {
+        slots = null; // no runtime installed (manufactured without one)
+      }
+      const run = readRunStatus(dir);
+      const running =
+        run !== undefined &&
+        (run.phase === 'running' || run.phase === 'starting') &&
+        isAlive(run.supervisorPid);
+      const cert = state.certificate();
+      const att = state.lastAttestation();
+      const data = {
+        deviceId: config.deviceId,
+        rotKind: config.rot.kind,
+        serviceUrl: config.serviceUrl,
+        running,
+        phase:
+          run === undefined
+            ? 'never-run'
+            : running
+              ? run.phase
+              : run.phase === 'halted'
+                ? 'halted'
+                : 'stopped',
+        ...(run?.code ? { haltCode: run.code } : {}),
+        runtime:
+          running && run
+            ? { slot: run.slot, version: run.version, digest: run.digest, trial: run.trial }
+            : null,
+        slots,
+        certificate: cert ? { serial: cert.serial, notAfter: cert.notAfter } : null,
+        lastAttestation: att ?? null,
+      };
+      const rt = data.runtime;
+      const text = [
+        `Device:            ${data.deviceId}`,
+        `Root of trust:     ${data.rotKind}`,
+        `State:             ${data.phase}${data.haltCode ? ` (${data.haltCode})` : ''}`,
+        `Runtime:           ${rt ? `${rt.version} in slot ${rt.slot}${rt.trial ? ' (trial)' : ' (committed)'}` : '-'}`,
+        `Slots:             ${slots ? `committed ${slots['committed']}${slots['trial'] ? `, trial ${(slots['trial'] as { slot: string }).slot}` : ''}, floor ${slots['floor']}` : 'no runtime installed'}`,
+        `Certificate:       ${cert ? `${cert.serial} until ${cert.notAfter}` : 'none'}`,
+        `Last attestation:  ${att ? `${att.outcome}${att.code ? ` (${att.code})` : ''} at ${att.at}` : 'never'}`,
+        '',
+      ].join('\n');
+      return { data, text };
+    },
+  },
+  {
+    path: ['device', 'sideload'],
+    summary:
+      'Stage a runtime package on the device; the running runtime installs it and reboots into its trial',
+    description:
+      'The package is checked against the device’s platform key first (nothing is staged otherwise), then ' +
+      'placed in DIR/incoming. heptad device run installs it into the inactive slot, reboots into it as a ' +
+      'trial and commits it after its health check, or returns to the current runtime.',
+    args: [{ name: 'FILE', description: 'runtime package signed by the platform', required: true }],
+    options: [
+      { name: 'state', type: 'string', valueName: 'DIR', description: 'device state folder', required: true },
+    ],
+    service: false,
+    async run(ctx) {
+      const dir = path(ctx, 'state');
+      new DeviceState(dir).config(); // a device state folder, or DEVICE_STATE_INVALID
+      const storage = new FsStorage(dir);
+      const bytes = readBytes(resolve(ctx.io.cwd, String(str(ctx, 'FILE'))), 'package');
+      const pkg = verifyPackage(bytes, loadPlatformKeys(storage));
+      if (pkg.manifest.type !== 'runtime') throw new HeptadError('BOOT_NOT_RUNTIME', 'not a runtime package');
+      const keys = loadPlatformKeys(storage);
+      const { state } = loadBootState(storage, keys);
+      if (pkg.manifest.securityVersion < state.floor)
+        throw new HeptadError(
+          'BOOT_ROLLBACK_REFUSED',
+          `security version ${pkg.manifest.securityVersion} is below the floor ${state.floor}`,
+        );
+      storage.write(INCOMING_RUNTIME_PATH, bytes, 0o600);
+      return {
+        data: {
+          staged: resolve(dir, INCOMING_RUNTIME_PATH),
+          digest: pkg.digest,
+          version: pkg.manifest.version,
+        },
+        text: `Staged runtime ${pkg.manifest.version} (${pkg.digest})\n`,
+      };
+    },
+  },
+];

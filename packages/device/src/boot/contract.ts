@@ -1,0 +1,57 @@
+/**
+ * The contract between the bootloader (parent process, `heptad device run`) and the runtime it
+ * starts (child process running the verified bundle). The runtime gets what was booted in an
+ * environment variable and answers over Node's IPC channel; its exit code says what it wants next.
+ */
+import type { SlotName } from './slots.ts';
+
+/** What the bootloader booted; handed to the runtime as JSON in HEPTAD_BOOT. */
+export interface BootInfo {
+  readonly slot: SlotName;
+  readonly version: string;
+  readonly digest: string;
+  readonly securityVersion: number;
+  readonly trial: boolean;
+  readonly floor: number;
+  /** ms since the epoch when the bootloader process started (boot-to-ready is measured from it) */
+  readonly bootStartedAt: number;
+}
+
+export interface RuntimeSettings {
+  /** how often the runtime reports it is alive (ms) */
+  readonly heartbeatMs: number;
+  /** how long a trial may take to pass its health check before it gives up (ms) */
+  readonly healthTimeoutMs: number;
+  /** how often the runtime looks for a staged runtime package (ms) */
+  readonly installPollMs: number;
+}
+
+export const ENV_STATE_DIR = 'HEPTAD_DEVICE_STATE';
+export const ENV_BOOT = 'HEPTAD_BOOT';
+export const ENV_SETTINGS = 'HEPTAD_RUNTIME_SETTINGS';
+
+/** Messages the runtime sends to the bootloader. */
+export type RuntimeMessage =
+  | { readonly type: 'ready' }
+  | { readonly type: 'heartbeat' }
+  | { readonly type: 'attested'; readonly ok: boolean; readonly code?: string; readonly notAfter?: string }
+  | { readonly type: 'committed'; readonly floor: number }
+  | {
+      readonly type: 'installed';
+      readonly slot: SlotName;
+      readonly version: string;
+      readonly digest: string;
+    };
+
+/** Exit codes the runtime uses on purpose; any other exit (or a signal) is a crash. */
+export const EXIT = {
+  /** asked to stop (SIGTERM, or the bootloader went away) */
+  STOPPED: 0,
+  /** a runtime was installed: boot again (into its trial) */
+  REBOOT: 10,
+  /** the trial failed its health check: boot again (the bootloader falls back when attempts run out) */
+  HEALTH_FAILED: 11,
+} as const;
+
+/** Staged runtime package the runtime installs (written by `heptad device sideload`, later the update agent). */
+export const INCOMING_RUNTIME_PATH = 'incoming/runtime.hpkg';

@@ -1,0 +1,211 @@
+/**
+ * The device runtime: what the bootloader starts once the runtime package verified. It keeps the
+ * device attested (and so certified), tells the service what the boot chain did, commits a trial
+ * after its health check, and installs a staged runtime package into the other slot. It runs as
+ * its own process; `contract.ts` is its interface to the bootloader.
+ */
+import type { DeviceEvent, DeviceReport } from '@heptad/protocol';
+import { HeptadError, isHeptadError } from '@heptad/protocol';
+import { type AttestationOutcome, AttestationScheduler, attestOnce } from '../agent/attest.ts';
+import { DeviceServiceClient, ServiceRefusal } from '../agent/service-client.ts';
+import {
+  type BootInfo,
+  EXIT,
+  INCOMING_RUNTIME_PATH,
+  type RuntimeMessage,
+  type RuntimeSettings,
+} from '../boot/contract.ts';
+import { acknowledgeEvents, appendEvents, readEvents } from '../boot/events.ts';
+import { commitTrial, installRuntime } from '../boot/install.ts';
+import { loadPlatformKeys } from '../boot/platform-keys.ts';
+import { openRootOfTrust } from '../rot/open.ts';
+import type { RootOfTrust } from '../rot/root-of-trust.ts';
+import { DeviceState } from '../state/device-state.ts';
+import { FsStorage } from '../state/storage.ts';
+
+export interface RuntimeOptions {
+  readonly stateDir: string;
+  readonly boot: BootInfo;
+  readonly settings: RuntimeSettings;
+  /** to the bootloader (process.send); a no-op when run without one */
+  readonly send: (m: RuntimeMessage) => void;
+  readonly exit: (code: number) => void;
+  readonly log: (line: string) => void;
+  readonly clock?: () => Date;
+}
+
+export class DeviceRuntime {
+  readonly #o: RuntimeOptions;
+  readonly #state: DeviceState;
+  readonly #storage: FsStorage;
+  readonly #clock: () => Date;
+  #rot: RootOfTrust | undefined;
+  #client: DeviceServiceClient | undefined;
+  #scheduler: AttestationScheduler | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #trial: boolean;
+  #floor: number;
+  #stopping = false;
+  #installing = false;
+
+  constructor(options: RuntimeOptions) {
+    this.#o = options;
+    this.#state = new DeviceState(options.stateDir);
+    this.#storage = new FsStorage(options.stateDir);
+    this.#clock = options.clock ?? (() => new Date());
+    this.#trial = options.boot.trial;
+    this.#floor = options.boot.floor;
+  }
+
+  async start(): Promise<void> {
+    const { boot, settings } = this.#o;
+    const config = this.#state.config();
+    this.#rot = await openRootOfTrust(config.rot, this.#state.secretsDir);
+    this.#client = new DeviceServiceClient(config.serviceUrl, this.#state.platformCaPem());
+    this.#o.send({ type: 'ready' });
+    this.#o.log(
+      `runtime ${boot.version} (slot ${boot.slot}${boot.trial ? ', trial' : ''}) ready for device ${config.deviceId}`,
+    );
+    this.#timers.push(setInterval(() => this.#o.send({ type: 'heartbeat' }), settings.heartbeatMs));
+    this.#timers.push(setInterval(() => void this.#checkIncoming(), settings.installPollMs));
+    if (this.#trial) {
+      // Health check deadline: a trial that cannot prove itself in time gives its attempt back.
+      this.#timers.push(
+        setTimeout(() => {
+          if (this.#trial) this.#fail('health check timed out');
+        }, settings.healthTimeoutMs),
+      );
+    }
+    // Attest at every boot (the measured runtime changed, and the service hears what happened),
+    // then whenever the certificate nears its end.
+    this.#scheduler = new AttestationScheduler({ attest: () => this.#attest(), clock: this.#clock });
+    this.#scheduler.onOutcome.push((r) => void this.#afterAttestation(r));
+    this.#scheduler.start();
+  }
+
+  report(): DeviceReport {
+    const b = this.#o.boot;
+    return {
+      runtime: {
+        slot: b.slot,
+        version: b.version,
+        digest: b.digest,
+        securityVersion: b.securityVersion,
+        trial: this.#trial,
+        floor: this.#floor,
+      },
+      events: readEvents(this.#storage),
+    };
+  }
+
+  async #attest(): Promise<AttestationOutcome & { sent: readonly DeviceEvent[] }> {
+    if (!this.#rot || !this.#client) throw new HeptadError('INTERNAL_ERROR', 'runtime not started');
+    const report = this.report();
+    const outcome = await attestOnce({
+      state: this.#state,
+      rot: this.#rot,
+      client: this.#client,
+      clock: this.#clock,
+      report,
+    });
+    // The service has the events now: they are not sent again.
+    acknowledgeEvents(this.#storage, report.events);
+    return { ...outcome, sent: report.events };
+  }
+
+  async #afterAttestation(
+    r: { ok: true; outcome: AttestationOutcome } | { ok: false; error: unknown },
+  ): Promise<void> {
+    if (r.ok) {
+      this.#o.send({ type: 'attested', ok: true, notAfter: r.outcome.notAfter });
+      this.#o.log(`attested: certificate ${r.outcome.serial} until ${r.outcome.notAfter}`);
+      if (this.#trial) this.#commit();
+      return;
+    }
+    const code =
+      isHeptadError(r.error) || r.error instanceof ServiceRefusal ? r.error.code : 'INTERNAL_ERROR';
+    this.#o.send({ type: 'attested', ok: false, code });
+    this.#o.log(`attestation failed: ${code}`);
+    // The service could not read the report: drop its events rather than be refused forever.
+    if (r.error instanceof ServiceRefusal && code === 'REQUEST_INVALID') {
+      acknowledgeEvents(this.#storage, readEvents(this.#storage));
+      this.#o.log('the service refused the report; its events were dropped');
+    }
+    // A refusal is the service's verdict on this runtime: a trial that is refused is unhealthy.
+    // (Unreachable service: keep retrying until the health deadline.)
+    if (this.#trial && r.error instanceof ServiceRefusal) this.#fail(`attestation refused: ${code}`);
+  }
+
+  /** Health check passed (started, attested): make the trial the committed runtime. */
+  #commit(): void {
+    try {
+      const platformKeys = loadPlatformKeys(this.#storage);
+      const { floor } = commitTrial({ storage: this.#storage, platformKeys });
+      this.#trial = false;
+      this.#floor = floor;
+      appendEvents(
+        this.#storage,
+        [
+          {
+            kind: 'trial-committed',
+            slot: this.#o.boot.slot,
+            version: this.#o.boot.version,
+            digest: this.#o.boot.digest,
+          },
+        ],
+        this.#clock(),
+      );
+      this.#o.send({ type: 'committed', floor });
+      this.#o.log(`runtime ${this.#o.boot.version} committed; anti-rollback floor ${floor}`);
+      // Tell the service now (committed runtime, trial-committed), not at the next renewal.
+      this.#scheduler?.now();
+    } catch (e) {
+      this.#fail(`commit failed: ${isHeptadError(e) ? e.code : String(e)}`);
+    }
+  }
+
+  /** Installs a staged runtime package into the other slot, then asks for a reboot into its trial. */
+  async #checkIncoming(): Promise<void> {
+    if (this.#installing || this.#stopping) return;
+    const bytes = this.#storage.read(INCOMING_RUNTIME_PATH);
+    if (bytes === undefined) return;
+    this.#installing = true;
+    try {
+      const platformKeys = loadPlatformKeys(this.#storage);
+      const { slot, pkg } = installRuntime({ storage: this.#storage, platformKeys, pkg: bytes });
+      // Removed only after the install committed: a power cut in between installs it again.
+      this.#storage.remove(INCOMING_RUNTIME_PATH);
+      this.#o.send({ type: 'installed', slot, version: pkg.manifest.version, digest: pkg.digest });
+      this.#o.log(`installed runtime ${pkg.manifest.version} into slot ${slot}; rebooting into its trial`);
+      this.stop(EXIT.REBOOT);
+    } catch (e) {
+      const code = isHeptadError(e) ? e.code : 'INTERNAL_ERROR';
+      appendEvents(this.#storage, [{ kind: 'install-refused', code }], this.#clock());
+      this.#storage.remove(INCOMING_RUNTIME_PATH);
+      this.#o.log(`runtime package refused: ${code}`);
+    } finally {
+      this.#installing = false;
+    }
+  }
+
+  #fail(why: string): void {
+    this.#o.log(`trial health check failed (${why})`);
+    this.stop(EXIT.HEALTH_FAILED);
+  }
+
+  stop(code: number = EXIT.STOPPED): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#scheduler?.stop();
+    for (const t of this.#timers) clearInterval(t);
+    this.#client?.close();
+    const rot = this.#rot;
+    void (async () => {
+      try {
+        await rot?.close();
+      } finally {
+        this.#o.exit(code);
+      }
+    })();
+  }
+}
