@@ -304,6 +304,19 @@ for (const backend of backends()) {
       await dev.closed;
     });
 
+    test('the sweep ends a session that outlived its 24 h certificate', async () => {
+      const d = await attested(a);
+      const dev = await session({ device: d });
+      const real = svc.now;
+      svc.now = new Date(real.getTime() + 25 * 3_600_000);
+      try {
+        assert.ok(((await svc.app.broker?.sweep()) ?? 0) >= 1);
+        await dev.closed;
+      } finally {
+        svc.now = real;
+      }
+    });
+
     test('a device publishing to another device’s topic is disconnected and nothing is delivered', async () => {
       const victim = await attested(a);
       const attacker = await attested(a);
