@@ -163,6 +163,9 @@ for (const backend of backends()) {
       await eventually(() => ops.received.length === 1 && dev.received.length === 1, 5_000, 'messages');
       assert.deepEqual(ops.received, [{ topic: `devices/${d.id}/telemetry`, payload: 'temp=21' }]);
       assert.deepEqual(dev.received, [{ topic: `devices/${d.id}/commands`, payload: 'reboot' }]);
+      const m = await svc.call('GET', '/metrics', { token: svc.operatorToken });
+      const live = Number(/^heptad_mqtt_sessions (\d+)$/m.exec(m.body)?.[1]);
+      assert.ok(live >= 2, `heptad_mqtt_sessions ${live}`);
     });
 
     test('a device’s will (last message) under its own topic reaches its tenant when it drops off', async () => {

@@ -53,9 +53,11 @@ export interface MqttBrokerDeps {
 export interface DeviceSessions {
   /** Ends every live broker session of the device at once; returns how many. */
   endDeviceSessions(deviceId: string, reason: string): number;
+  /** live sessions (devices and cloud clients), for /metrics */
+  readonly sessionCount: number;
 }
 
-export const NO_SESSIONS: DeviceSessions = { endDeviceSessions: () => 0 };
+export const NO_SESSIONS: DeviceSessions = { endDeviceSessions: () => 0, sessionCount: 0 };
 
 interface Session {
   readonly identity: BrokerIdentity;
