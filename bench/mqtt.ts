@@ -4,7 +4,8 @@
 // load generator process (bench/support/mqtt-load.ts):
 //
 //   1. memory per idle connected device: broker RSS before and 3 s after --hold mTLS connections
-//      (distinct devices, keepalive 0), each broker freshly started;
+//      (distinct devices, keepalive 0), each broker freshly started; and the same for a bare
+//      node:tls server (bench/support/bare-tls-server.ts), the floor for any broker in Node;
 //   2. new mTLS connections per second (handshake, CONNECT, CONNACK, DISCONNECT; --concurrency in
 //      flight) and the broker's CPU per connection;
 //   3. publish throughput at QoS 0 and QoS 1: one device publishes 100-byte messages to its own
@@ -395,6 +396,41 @@ async function main(): Promise<void> {
       'QoS 1 msg/s (round trip)': range(r['q1'] ?? [], f0),
     };
   }
+  // The floor: a bare node:tls server (same TLS settings, no MQTT broker) holding the same devices.
+  const floor: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const port = await freePort();
+    const bare = start(
+      'bare-tls',
+      node,
+      [
+        'bench/support/bare-tls-server.ts',
+        '--port',
+        String(port),
+        '--key',
+        join(mosqDir, 'server.key'),
+        '--cert',
+        join(mosqDir, 'server.pem'),
+        '--ca',
+        join(mosqDir, 'tenant-ca-chain.pem'),
+      ],
+      { cwd: ROOT },
+    );
+    await waitForOutput(bare, /LISTENING/, 10_000);
+    await new Promise((res) => setTimeout(res, 1_000));
+    const before = rssKb(bare.pid);
+    const h = load('hold', port, mosqCaFile, credsFile, ['--count', String(HOLD), '--time-limit', '120']);
+    const m = await waitForOutput(h, /READY (\d+) failed (\d+)/, 130_000);
+    await new Promise((res) => setTimeout(res, 3_000));
+    const after = rssKb(bare.pid);
+    await stop(h, 5_000);
+    await stop(bare, 5_000);
+    const held = Number(m[1]);
+    floor.push((after - before) / held);
+    log(
+      `bare node:tls: hold ${held} (failed ${m[2]}): RSS ${before} → ${after} kB = ${((after - before) / held).toFixed(1)} kB/conn`,
+    );
+  }
   const [h, m] = brokers.map((b) => raw[b.name] as Record<string, number[]>) as [
     Record<string, number[]>,
     Record<string, number[]>,
@@ -412,6 +448,9 @@ async function main(): Promise<void> {
     }[k] as string;
     console.log(`| ${k} | ${brokers.map((b) => results[b.name]?.[k]).join(' | ')} | ${ratio(key)} |`);
   }
+  console.log(
+    `| KB per idle connection, bare node:tls server (no broker) | ${range(floor, (x) => x.toFixed(1))} | | |`,
+  );
   console.log(
     `\n${HOLD} idle devices, ${CONNECTIONS} connections × ${RUNS} runs at ${opts.concurrency} in flight, ${opts.messages} QoS 0 / ${Number(opts.messages) / 2} QoS 1 messages of 100 B; median (min–max).`,
   );
