@@ -1,6 +1,9 @@
-import http from 'node:http';
+import type http from 'node:http';
 import https from 'node:https';
 import { ERROR_REGISTRY, HeptadError, isErrorCode } from '@heptad/protocol';
+
+/** node:http without its ES namespace, which would load Node's bundled undici (see device service-client). */
+const plainHttp = (): typeof http => process.getBuiltinModule('node:http') as typeof http;
 
 /** An error the service answered with (problem+json), carried to the CLI's one-line report. */
 export class ApiError extends Error {
@@ -81,7 +84,7 @@ export class ServiceClient {
     this.#agent =
       url.protocol === 'https:'
         ? new https.Agent({ keepAlive: true, ...(options.caPem ? { ca: options.caPem } : {}) })
-        : new http.Agent({ keepAlive: true });
+        : new (plainHttp().Agent)({ keepAlive: true });
   }
 
   close(): void {
@@ -94,7 +97,7 @@ export class ServiceClient {
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const { status, text } = await this.#send(method, path, body);
+    const { status, text } = await this.#send(method, path, { body });
     if (status === 204) return undefined as T;
     let json: unknown;
     try {
@@ -111,7 +114,7 @@ export class ServiceClient {
 
   /** For documents that are not JSON (PEM): the body as text on success, a coded ApiError otherwise. */
   async requestText(method: string, path: string): Promise<string> {
-    const { status, text } = await this.#send(method, path, undefined);
+    const { status, text } = await this.#send(method, path, {});
     if (status >= 200 && status < 300) return text;
     let problem: Record<string, unknown> = {};
     try {
@@ -122,10 +125,54 @@ export class ServiceClient {
     throw new ApiError(status, problem);
   }
 
-  #send(method: string, path: string, body: unknown): Promise<{ status: number; text: string }> {
+  /** Sends raw bytes (application/octet-stream); `onProgress` hears of every chunk written. */
+  async upload<T>(
+    path: string,
+    bytes: Buffer,
+    onProgress?: (sent: number, total: number) => void,
+  ): Promise<T> {
+    const { status, text } = await this.#send('POST', path, { raw: bytes, onProgress });
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (cause) {
+      throw new HeptadError('CLI_BAD_RESPONSE', `HTTP ${status} with a body that is not JSON`, { cause });
+    }
+    if (status >= 200 && status < 300) return json as T;
+    throw new ApiError(
+      status,
+      typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {},
+    );
+  }
+
+  /** Downloads bytes (up to `max`), or a coded ApiError. */
+  async download(path: string, max = 128 * 1024 * 1024): Promise<Buffer> {
+    const { status, bytes, text } = await this.#send('GET', path, { maxResponse: max });
+    if (status >= 200 && status < 300) return bytes;
+    let problem: Record<string, unknown> = {};
+    try {
+      problem = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      // not a problem document
+    }
+    throw new ApiError(status, problem);
+  }
+
+  #send(
+    method: string,
+    path: string,
+    o: {
+      body?: unknown;
+      raw?: Buffer;
+      onProgress?: ((sent: number, total: number) => void) | undefined;
+      maxResponse?: number;
+    },
+  ): Promise<{ status: number; text: string; bytes: Buffer }> {
     const target = new URL(path, this.#url);
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const mod = target.protocol === 'https:' ? https : http;
+    const payload = o.raw ?? (o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body)));
+    const contentType = o.raw ? 'application/octet-stream' : 'application/json';
+    const maxResponse = o.maxResponse ?? MAX_RESPONSE;
+    const mod = target.protocol === 'https:' ? https : plainHttp();
     return new Promise((resolve, reject) => {
       const req = mod.request(
         target,
@@ -134,8 +181,8 @@ export class ServiceClient {
           agent: this.#agent,
           headers: {
             authorization: `Bearer ${this.#token}`,
-            accept: 'application/json, application/x-pem-file',
-            ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+            accept: 'application/json, application/x-pem-file, application/octet-stream',
+            ...(payload ? { 'content-type': contentType, 'content-length': payload.length } : {}),
           },
           timeout: this.#timeoutMs,
         },
@@ -144,15 +191,16 @@ export class ServiceClient {
           let size = 0;
           res.on('data', (c: Buffer) => {
             size += c.length;
-            if (size > MAX_RESPONSE) {
+            if (size > maxResponse) {
               req.destroy(new HeptadError('CLI_BAD_RESPONSE', 'response too large'));
               return;
             }
             chunks.push(c);
           });
-          res.on('end', () =>
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
-          );
+          res.on('end', () => {
+            const bytes = Buffer.concat(chunks);
+            resolve({ status: res.statusCode ?? 0, text: bytes.toString('utf8'), bytes });
+          });
           res.on('error', reject);
         },
       );
@@ -177,8 +225,20 @@ export class ServiceClient {
           }),
         );
       });
-      if (payload) req.write(payload);
-      req.end();
+      if (!payload) return req.end();
+      // In chunks, with backpressure, so a progress bar can follow a large upload.
+      const CHUNK = 256 * 1024;
+      let sent = 0;
+      const pump = () => {
+        while (sent < payload.length) {
+          const chunk = payload.subarray(sent, sent + CHUNK);
+          sent += chunk.length;
+          o.onProgress?.(sent, payload.length);
+          if (!req.write(chunk)) return void req.once('drain', pump);
+        }
+        req.end();
+      };
+      pump();
     });
   }
 }

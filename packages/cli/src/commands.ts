@@ -4,6 +4,7 @@ import { HeptadError, isDeviceId } from '@heptad/protocol';
 import { BROKER_COMMANDS } from './broker-commands.ts';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
+import { DEPLOYMENT_COMMANDS, IMAGE_COMMANDS } from './image-commands.ts';
 import { renderRecord } from './output.ts';
 import { saveProfile } from './profiles.ts';
 import { RUNTIME_COMMANDS } from './runtime-commands.ts';
@@ -659,6 +660,8 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...DEVICE_LOCAL_COMMANDS,
   ...PKI_COMMANDS,
   ...RUNTIME_COMMANDS,
+  ...IMAGE_COMMANDS,
+  ...DEPLOYMENT_COMMANDS,
   ...BROKER_COMMANDS,
 
   // ---- audit ----

@@ -176,6 +176,34 @@ describe('heptad device run', () => {
     await dev.stop();
   });
 
+  test("the runtime gets none of the caller's environment (no tokens, no NODE_OPTIONS)", async () => {
+    const probe = await kit.pack('env-probe', '1.0.1', 1, {
+      from: writeModule(
+        dir,
+        'env-probe.mjs',
+        "process.send?.({ type: 'ready' });\nconsole.log('ENV=' + Object.keys(process.env).sort().join(','));\nsetInterval(() => process.send?.({ type: 'heartbeat' }), 100);\n",
+      ),
+    });
+    const state = await newDevice(probe.file);
+    const dev = new DeviceProcess(state, [], {
+      ...process.env,
+      HEPTAD_TOKEN: 'hpt_secret_operator_token',
+      NODE_OPTIONS: '--max-old-space-size=100',
+    });
+    await dev.waitFor(/ENV=/);
+    const keys = /ENV=(.*)/.exec(dev.out)?.[1]?.split(',') ?? [];
+    assert.deepEqual(
+      keys.filter((k) => !k.startsWith('HEPTAD_') || k === 'HEPTAD_TOKEN'),
+      [],
+      `the runtime saw ${keys.join(',')}`,
+    );
+    assert.deepEqual(
+      keys.filter((k) => k !== 'TZ'),
+      ['HEPTAD_BOOT', 'HEPTAD_DEVICE_STATE', 'HEPTAD_RUNTIME_SETTINGS'],
+    );
+    await dev.stop();
+  });
+
   test('a committed runtime that crashes is restarted (with a pause), not abandoned', async () => {
     const state = await newDevice(crash.file);
     const dev = new DeviceProcess(state);

@@ -210,6 +210,17 @@ describe('install, commit and rollback', () => {
     assert.deepEqual([(await bootOf(s)).slot, (await bootOf(s)).trial], ['B', true]);
   });
 
+  test('committed slot damaged, running from the other: the install overwrites the damaged slot, never the running one', async () => {
+    const s = device({ A: flip(A1, 30), B: B1 });
+    assert.equal((await bootOf(s)).slot, 'B', 'runs from B while A is damaged');
+    const { slot } = installRuntime({ storage: s, platformKeys, pkg: B2 });
+    assert.equal(slot, 'A');
+    assert.deepEqual(s.read(slotPath('B')), B1, 'the running runtime is untouched');
+    assert.deepEqual(metaOf(s), state({ committed: 'B', trial: { slot: 'A', attemptsLeft: 3 } }));
+    const r = await bootOf(s);
+    assert.deepEqual([r.slot, r.trial], ['A', true]);
+  });
+
   test('replaces a pending trial when installing again', () => {
     const s = device({ A: A1, B: B1 }, state({ trial: { slot: 'B', attemptsLeft: 1 } }));
     installRuntime({ storage: s, platformKeys, pkg: B2, trialBoots: 5 });

@@ -437,6 +437,43 @@ export const ERROR_REGISTRY = {
     title: 'Bytes follow the end of the image package or of its payload',
     hint: 'send the package exactly as built, with nothing appended',
   },
+  IMAGE_NOT_FOUND: {
+    status: 404,
+    title: 'No such image in this tenant',
+    hint: 'list the images with heptad image list',
+  },
+  IMAGE_EXISTS: {
+    status: 409,
+    title: 'An image with this image id and other contents exists',
+    hint: 'every build has a new image id: pack the app again (heptad image pack) rather than editing a package',
+  },
+  IMAGE_COMPONENT_CONFLICT: {
+    status: 409,
+    title: "The image's component id belongs to another application of the tenant",
+    hint: 'give each application its own ComponentId in app_manifest.json and keep it across versions',
+  },
+  IMAGE_TYPE_NOT_ALLOWED: {
+    status: 400,
+    title: 'Tenants upload application images; runtime images come from the platform',
+    hint: 'pack the application with heptad image pack; runtimes are published by the operator (heptad runtime)',
+  },
+
+  // Deployments
+  DEPLOYMENT_NOT_FOUND: {
+    status: 404,
+    title: 'No such deployment in this tenant',
+    hint: 'list a device group’s deployments with heptad deployment list --device-group G',
+  },
+  DEPLOYMENT_INVALID: {
+    status: 400,
+    title: 'The deployment names an image twice, or two versions of one application',
+    hint: 'name each application once, with the version its devices must run',
+  },
+  DEPLOYMENT_CONCURRENT: {
+    status: 409,
+    title: 'Another deployment to this device group was created at the same moment',
+    hint: 'list the group’s deployments and create yours again if it is still wanted',
+  },
 
   // Service
   SERVICE_NOT_READY: {
@@ -490,6 +527,11 @@ export const ERROR_REGISTRY = {
     status: 0,
     title: 'The service sent a response the CLI does not understand',
     hint: 'check that the CLI and the service are the same version',
+  },
+  CLI_APP_DIR_INVALID: {
+    status: 0,
+    title: 'The application folder cannot be packed',
+    hint: 'give a folder with an app_manifest.json (Name, ComponentId, EntryPoint) and regular files only, no links',
   },
   CLI_FILE_EXISTS: {
     status: 0,

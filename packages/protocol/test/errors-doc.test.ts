@@ -22,6 +22,7 @@ const AREAS = [
   'ATTEST',
   'RUNTIME',
   'IMAGE',
+  'DEPLOYMENT',
   'TPM',
   'ROT',
   'PKI',

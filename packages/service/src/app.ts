@@ -10,12 +10,17 @@ import { NonceIssuer } from './attestation/nonce-store.ts';
 import { attestationRoutes } from './attestation/routes.ts';
 import { auditRoutes } from './audit/routes.ts';
 import { MqttBroker, type MqttBrokerOptions, NO_SESSIONS } from './broker/mqtt-broker.ts';
+import { deploymentRoutes } from './deployments/routes.ts';
 import { deviceRoutes } from './devices/routes.ts';
 import { createAuthenticator } from './http/auth.ts';
 import type { App, RouteDeps } from './http/deps.ts';
 import { operationsRoutes } from './http/operations.ts';
 import { sendProblem, toHeptadError } from './http/problem.ts';
 import { Problem } from './http/schemas.ts';
+import { type BlobStore, MemoryBlobStore } from './images/blob-store.ts';
+import { TenantImageKeys } from './images/image-keys.ts';
+import { ImageService } from './images/image-service.ts';
+import { imageRoutes } from './images/routes.ts';
 import { KeyStore } from './keys/key-store.ts';
 import { TenantPki } from './pki/tenant-pki.ts';
 import { productRoutes } from './products/routes.ts';
@@ -34,6 +39,8 @@ export interface AppOptions {
   readonly https?: { key: string; cert: string } | null;
   /** seals the service's private keys (tenant CAs); an ephemeral one when omitted (tests) */
   readonly keys?: KeyStore;
+  /** where image files live (serve: DATA/blobs); in memory when omitted */
+  readonly blobs?: BlobStore;
   /** the embedded MQTT broker: started when the app is ready, stopped when it closes; none when omitted */
   readonly mqtt?: MqttBrokerOptions | null;
 }
@@ -153,5 +160,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const nonces = new NonceIssuer(keys.derive('attestation-nonce'));
   const attestation = new AttestationService(options.store, nonces, pki, clock, options.logger);
   attestationRoutes(app, { ...deps, attestation, pki });
+  const images = new ImageService(
+    options.store,
+    new TenantImageKeys(options.store.db, keys, clock),
+    options.blobs ?? new MemoryBlobStore(),
+  );
+  imageRoutes(app, { ...deps, images });
+  deploymentRoutes(app, deps);
   return app;
 }

@@ -11,6 +11,7 @@ import pino, { type Logger } from 'pino';
 import { buildApp } from './app.ts';
 import type { ServiceConfig } from './config.ts';
 import type { App } from './http/deps.ts';
+import { FsBlobStore } from './images/blob-store.ts';
 import { KeyStore } from './keys/key-store.ts';
 import { connect } from './store/connect.ts';
 import { Store } from './store/store.ts';
@@ -137,7 +138,17 @@ export async function startService(
       config.mqttListen && serverTls
         ? { ...config.mqttListen, tls: serverTls, maxPacketSize: config.mqttMaxPacketSize }
         : null;
-    const app = await buildApp({ store, clock, logger, bodyLimit: config.bodyLimit, https, keys, mqtt });
+    const blobs = new FsBlobStore(join(config.dataDir, 'blobs'));
+    const app = await buildApp({
+      store,
+      clock,
+      logger,
+      bodyLimit: config.bodyLimit,
+      https,
+      keys,
+      blobs,
+      mqtt,
+    });
     await app.listen({ host: config.listen.host, port: config.listen.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.listen.port;

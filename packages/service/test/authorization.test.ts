@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { appPackage, octet } from './support/images.ts';
 import {
   backends,
   createTestService,
@@ -25,7 +26,9 @@ interface Row {
   min: Min;
   operatorToo?: boolean;
   wrongTenant?: 'notFound' | 'own';
-  prepare(f: Fixture): Promise<{ url: string; body?: unknown }>;
+  prepare(
+    f: Fixture,
+  ): Promise<{ url: string; body?: unknown; raw?: Buffer; headers?: Record<string, string> }>;
 }
 interface Fixture {
   svc: TestService;
@@ -37,6 +40,24 @@ interface Fixture {
 }
 
 const uniq = () => randomUUID().slice(0, 8);
+
+/** The id of a device group of tenant A's product. */
+async function groupOf(f: Fixture): Promise<string> {
+  const r = await f.svc.call('GET', `/v1/device-groups?product=${f.productId}`, { token: f.a.tokens.Reader });
+  assert.equal(r.status, 200, r.body);
+  return String(r.json.items?.[0]?.['id']);
+}
+
+/** Uploads a fresh application image as tenant A's Contributor; returns its id. */
+async function uploadImage(f: Fixture): Promise<string> {
+  const r = await f.svc.call('POST', '/v1/images', {
+    token: f.a.tokens.Contributor,
+    raw: appPackage(),
+    headers: octet,
+  });
+  assert.equal(r.status, 201, r.body);
+  return String(r.json['id']);
+}
 
 const ROWS: Row[] = [
   { method: 'GET', route: '/healthz', min: 'public', prepare: async () => ({ url: '/healthz' }) },
@@ -296,6 +317,72 @@ const ROWS: Row[] = [
   },
   {
     method: 'POST',
+    route: '/v1/images',
+    min: 'Contributor',
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/images', raw: appPackage(), headers: octet }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/images',
+    min: 'Reader',
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/images' }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/images/{id}',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/images/${await uploadImage(f)}` }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/images/{id}/content',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/images/${await uploadImage(f)}/content` }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/tenants/current/image-signing-key',
+    min: 'Reader',
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/tenants/current/image-signing-key' }),
+  },
+  {
+    method: 'POST',
+    route: '/v1/deployments',
+    min: 'Contributor',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({
+      url: '/v1/deployments',
+      body: { deviceGroup: await groupOf(f), imageIds: [await uploadImage(f)] },
+    }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/deployments',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/deployments?deviceGroup=${await groupOf(f)}` }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/deployments/{id}',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => {
+      const r = await f.svc.call('POST', '/v1/deployments', {
+        token: f.a.tokens.Contributor,
+        body: { deviceGroup: await groupOf(f), imageIds: [await uploadImage(f)] },
+      });
+      assert.equal(r.status, 201, r.body);
+      return { url: `/v1/deployments/${r.json['id']}` };
+    },
+  },
+  {
+    method: 'POST',
     route: '/v1/runtime-images',
     min: 'operator',
     prepare: async () => ({
@@ -438,7 +525,7 @@ for (const backend of backends()) {
       for (const caller of CALLERS) {
         const want = expected(row, caller);
         test(`${want}/${caller} ${row.method} ${row.route}`, async () => {
-          const { url, body } = await row.prepare(f);
+          const { url, body, raw, headers } = await row.prepare(f);
           const token =
             caller === 'anonymous'
               ? undefined
@@ -457,7 +544,12 @@ for (const backend of backends()) {
           if (caller === 'expired' && row.min !== 'public')
             svc.now = new Date(saved.getTime() + 2 * 86_400_000);
           const r = await svc
-            .call(row.method, url, { token, ...(body !== undefined ? { body } : {}) })
+            .call(row.method, url, {
+              token,
+              ...(body !== undefined ? { body } : {}),
+              ...(raw !== undefined ? { raw } : {}),
+              ...(headers !== undefined ? { headers } : {}),
+            })
             .finally(() => {
               svc.now = saved;
             });

@@ -1,4 +1,4 @@
-import http from 'node:http';
+import type http from 'node:http';
 import https from 'node:https';
 import { HeptadError } from '@heptad/protocol';
 
@@ -15,6 +15,13 @@ export class ServiceRefusal extends Error {
 
 const MAX_RESPONSE = 1024 * 1024;
 
+/**
+ * node:http only for a plain-HTTP service (loopback development). Taken with getBuiltinModule, not
+ * an ES import: evaluating node:http's ES namespace loads Node's bundled undici (for its lazy
+ * WebSocket export), about 8 MB of memory on every device that never uses it.
+ */
+const plainHttp = (): typeof http => process.getBuiltinModule('node:http') as typeof http;
+
 /** The device's small JSON-over-HTTPS client: trusts only the platform CA given at manufacture. */
 export class DeviceServiceClient {
   readonly #base: URL;
@@ -27,7 +34,7 @@ export class DeviceServiceClient {
     this.#agent =
       this.#base.protocol === 'https:'
         ? new https.Agent({ keepAlive: true, ...(caPem ? { ca: caPem } : {}) })
-        : new http.Agent({ keepAlive: true });
+        : new (plainHttp().Agent)({ keepAlive: true });
   }
 
   close(): void {
@@ -37,7 +44,7 @@ export class DeviceServiceClient {
   post<T>(path: string, body: unknown): Promise<T> {
     const target = new URL(path, this.#base);
     const payload = Buffer.from(JSON.stringify(body));
-    const mod = target.protocol === 'https:' ? https : http;
+    const mod = target.protocol === 'https:' ? https : plainHttp();
     return new Promise<T>((resolve, reject) => {
       const req = mod.request(
         target,

@@ -39,7 +39,18 @@ export function installRuntime(options: InstallOptions): { slot: SlotName; pkg: 
       detail: { securityVersion: pkg.manifest.securityVersion, floor: state.floor },
     });
   }
-  const slot = otherSlot(state.committed);
+  // Normally the slot that is not committed. But when the committed slot no longer verifies
+  // (damaged) and the other one does, the device is running from the other one: overwrite the
+  // damaged slot instead, and make the running one the committed slot in the same final write.
+  let base = state;
+  let slot = otherSlot(state.committed);
+  if (
+    !checkSlot(storage, platformKeys, state.committed, state.floor).ok &&
+    checkSlot(storage, platformKeys, slot, state.floor).ok
+  ) {
+    base = { ...state, committed: slot };
+    slot = state.committed;
+  }
   // Clear any trial first: while the inactive slot is being rewritten it must not be a trial
   // that the bootloader would try (it would be refused, but would burn an attempt).
   if (state.trial !== null) writeBootState(storage, { ...state, trial: null });
@@ -49,7 +60,7 @@ export function installRuntime(options: InstallOptions): { slot: SlotName; pkg: 
   const back = checkSlot(storage, platformKeys, slot, state.floor);
   if (!back.ok) throw new HeptadError('BOOT_SLOT_UNREADABLE', `slot ${slot} does not verify after writing`);
   writeBootState(storage, {
-    ...state,
+    ...base,
     trial: { slot, attemptsLeft: options.trialBoots ?? DEFAULT_TRIAL_BOOTS },
   });
   return { slot, pkg };

@@ -206,8 +206,10 @@ export async function runDevice(options: RunOptions): Promise<{ boots: number }>
       if (entry === undefined) throw new HeptadError('BOOT_NO_VALID_RUNTIME', 'the entry point is missing');
       const child = spawn(options.nodePath ?? process.execPath, ['--input-type=module', '-'], {
         stdio: ['pipe', 'inherit', 'inherit', 'ipc'],
+        // Only what the runtime needs: nothing of the caller's environment (tokens, proxies,
+        // NODE_OPTIONS that could load code) reaches it.
         env: {
-          ...process.env,
+          ...(process.env['TZ'] !== undefined ? { TZ: process.env['TZ'] } : {}),
           [ENV_STATE_DIR]: JSON.stringify(dir),
           [ENV_BOOT]: JSON.stringify(info),
           [ENV_SETTINGS]: JSON.stringify(settings),

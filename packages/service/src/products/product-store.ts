@@ -198,6 +198,17 @@ export class ProductStore {
       .executeTakeFirst();
     if (used) throw new HeptadError('PRODUCT_HAS_DEVICES');
     await this.#db
+      .deleteFrom('deployments')
+      .where('tenant_id', '=', this.#tenantId)
+      .where('device_group_id', 'in', (eb) =>
+        eb
+          .selectFrom('device_groups')
+          .select('id')
+          .where('tenant_id', '=', this.#tenantId)
+          .where('product_id', '=', product.id),
+      )
+      .execute();
+    await this.#db
       .deleteFrom('device_groups')
       .where('tenant_id', '=', this.#tenantId)
       .where('product_id', '=', product.id)
@@ -360,6 +371,12 @@ export class ProductStore {
         detail: { deviceCount: group.deviceCount },
       });
     }
+    // Its deployment history goes with it (a group's deployments mean nothing without it).
+    await this.#db
+      .deleteFrom('deployments')
+      .where('tenant_id', '=', this.#tenantId)
+      .where('device_group_id', '=', group.id)
+      .execute();
     await this.#db
       .deleteFrom('device_groups')
       .where('tenant_id', '=', this.#tenantId)

@@ -203,6 +203,65 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0006_images': {
+      async up(db: Kysely<unknown>) {
+        // The tenant's production image-signing key: the service re-signs every uploaded image
+        // with it (the private key sealed under the master key, like the tenant CAs).
+        await db.schema
+          .createTable('tenant_image_keys')
+          .addColumn('tenant_id', 'text', (c) => c.primaryKey().references('tenants.id'))
+          .addColumn('key_id', 'text', (c) => c.notNull())
+          .addColumn('public_key_pem', 'text', (c) => c.notNull())
+          .addColumn('key_sealed', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        // Images by (tenant, image id): another tenant's image ids are neither visible nor in the way.
+        await db.schema
+          .createTable('images')
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('id', 'text', (c) => c.notNull())
+          .addColumn('component_id', 'text', (c) => c.notNull())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('security_version', 'integer', (c) => c.notNull())
+          .addColumn('type', 'text', (c) => c.notNull())
+          .addColumn('digest', 'text', (c) => c.notNull())
+          .addColumn('blob_sha256', 'text', (c) => c.notNull())
+          .addColumn('size', 'integer', (c) => c.notNull())
+          .addColumn('app_manifest', 'text')
+          .addColumn('uploaded_by', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('images_pk', ['tenant_id', 'id'])
+          .execute();
+        await db.schema
+          .createIndex('images_component')
+          .on('images')
+          .columns(['tenant_id', 'component_id'])
+          .execute();
+      },
+    },
+    '0007_deployments': {
+      async up(db: Kysely<unknown>) {
+        // A deployment names the images a device group must run; the newest one of a group is
+        // the group's current deployment. Image ids as a JSON array, in the order given.
+        await db.schema
+          .createTable('deployments')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('device_group_id', 'text', (c) => c.notNull().references('device_groups.id'))
+          .addColumn('image_ids', 'text', (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('seq', 'integer', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('deployments_group')
+          .on('deployments')
+          .columns(['tenant_id', 'device_group_id', 'seq'])
+          .unique()
+          .execute();
+      },
+    },
   };
 }
 

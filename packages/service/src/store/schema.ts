@@ -148,6 +148,47 @@ export interface RuntimeImagesTable {
   created_at: string;
 }
 
+export interface TenantImageKeysTable {
+  tenant_id: string;
+  key_id: string;
+  public_key_pem: string;
+  /** base64 of the KeyStore-sealed PKCS#8 private key */
+  key_sealed: string;
+  created_at: string;
+}
+
+export interface ImagesTable {
+  tenant_id: string;
+  /** the image id of the package manifest (unique per build) */
+  id: string;
+  component_id: string;
+  name: string;
+  version: string;
+  security_version: number;
+  type: string;
+  /** package digest: SHA-256 of the signed region (what devices measure) */
+  digest: string;
+  /** SHA-256 of the stored, production-signed file (its name in the blob store) */
+  blob_sha256: string;
+  size: number;
+  /** canonical JSON of the app manifest, for applications */
+  app_manifest: string | null;
+  uploaded_by: string;
+  created_at: string;
+}
+
+export interface DeploymentsTable {
+  id: string;
+  tenant_id: string;
+  device_group_id: string;
+  /** JSON array of image ids */
+  image_ids: string;
+  created_by: string;
+  created_at: string;
+  /** 1, 2, 3 … per device group: the highest is the group's current deployment */
+  seq: number;
+}
+
 export interface Database {
   tenants: TenantsTable;
   users: UsersTable;
@@ -161,4 +202,7 @@ export interface Database {
   device_certificates: DeviceCertificatesTable;
   security_events: SecurityEventsTable;
   runtime_images: RuntimeImagesTable;
+  tenant_image_keys: TenantImageKeysTable;
+  images: ImagesTable;
+  deployments: DeploymentsTable;
 }

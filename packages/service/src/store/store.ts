@@ -2,7 +2,9 @@ import type { Kysely } from 'kysely';
 import { AttestationStore, RuntimeImageStore } from '../attestation/attestation-store.ts';
 import { AuditStore } from '../audit/audit-store.ts';
 import { BrokerStore } from '../broker/broker-store.ts';
+import { DeploymentStore } from '../deployments/deployment-store.ts';
 import { DeviceRegistry, TenantDeviceStore } from '../devices/device-store.ts';
+import { ImageStore } from '../images/image-store.ts';
 import { ProductStore } from '../products/product-store.ts';
 import { TenantStore, UserStore } from '../tenants/tenant-store.ts';
 import type { Connection } from './connect.ts';
@@ -16,6 +18,8 @@ export interface TenantScope {
   readonly tenantId: string;
   readonly products: ProductStore;
   readonly devices: TenantDeviceStore;
+  readonly images: ImageStore;
+  readonly deployments: DeploymentStore;
   readonly audit: AuditStore;
 }
 
@@ -47,10 +51,13 @@ export class Store {
 
   forTenant(tenantId: string): TenantScope {
     const products = new ProductStore(this.#db, tenantId);
+    const images = new ImageStore(this.#db, tenantId);
     return {
       tenantId,
       products,
       devices: new TenantDeviceStore(this.#db, this.#target, tenantId, products),
+      images,
+      deployments: new DeploymentStore(this.#db, tenantId, products, images),
       audit: new AuditStore(this.#db, tenantId),
     };
   }

@@ -77,6 +77,9 @@ const TABLES = {
   device_certificates: 'serial',
   security_events: 'id',
   runtime_images: 'digest',
+  tenant_image_keys: 'tenant_id',
+  images: 'id',
+  deployments: 'id',
 } as const;
 
 export async function createTestService(

@@ -1,0 +1,77 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '@heptad/protocol';
+
+/**
+ * Content-addressed storage for image files: a blob is named by the SHA-256 of its bytes, so a
+ * file is written once, never changed, and two uploads of the same bytes share it. The database
+ * row that names a blob is written after the blob, so a crash leaves at worst an unreferenced
+ * blob, never a row without its bytes.
+ */
+export interface BlobStore {
+  /** stores the bytes (atomically) and returns their SHA-256 (hex) */
+  put(bytes: Uint8Array): string;
+  /** the bytes, or undefined when there is no such blob */
+  get(sha256: string): Buffer | undefined;
+  /** the size in bytes, or undefined */
+  size(sha256: string): number | undefined;
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+const sha256Of = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** Blobs as files under DIR/sha256/ab/abcd… (the service's data folder by default). */
+export class FsBlobStore implements BlobStore {
+  readonly #dir: string;
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  #path(sha256: string): string {
+    // The name comes from our own hash or the database; refuse anything else outright.
+    if (!SHA256.test(sha256)) throw new Error(`not a blob name: ${sha256}`);
+    return join(this.#dir, 'sha256', sha256.slice(0, 2), sha256);
+  }
+
+  put(bytes: Uint8Array): string {
+    const sha = sha256Of(bytes);
+    const path = this.#path(sha);
+    if (!existsSync(path)) writeFileAtomic(path, bytes, 0o600);
+    return sha;
+  }
+
+  get(sha256: string): Buffer | undefined {
+    const path = this.#path(sha256);
+    if (!existsSync(path)) return undefined;
+    const bytes = readFileSync(path);
+    // Bit rot or tampering on disk is not served as the image.
+    if (sha256Of(bytes) !== sha256) throw new Error(`blob ${sha256} does not match its name`);
+    return bytes;
+  }
+
+  size(sha256: string): number | undefined {
+    const path = this.#path(sha256);
+    return existsSync(path) ? statSync(path).size : undefined;
+  }
+}
+
+/** In memory (tests and one-off apps built without a data folder). */
+export class MemoryBlobStore implements BlobStore {
+  readonly #blobs = new Map<string, Buffer>();
+
+  put(bytes: Uint8Array): string {
+    const sha = sha256Of(bytes);
+    if (!this.#blobs.has(sha)) this.#blobs.set(sha, Buffer.from(bytes));
+    return sha;
+  }
+
+  get(sha256: string): Buffer | undefined {
+    return this.#blobs.get(sha256);
+  }
+
+  size(sha256: string): number | undefined {
+    return this.#blobs.get(sha256)?.length;
+  }
+}
