@@ -134,7 +134,17 @@ async function startService(
   dataDir: string,
   o: { db?: string; tls?: boolean; cpuProfileDir?: string; extraPids?: () => readonly number[] },
 ): Promise<Service> {
-  const args = ['serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--log-level', 'warn'];
+  const args = [
+    'serve',
+    '--data',
+    dataDir,
+    '--listen',
+    '127.0.0.1:0',
+    '--mqtt-listen',
+    'off',
+    '--log-level',
+    'warn',
+  ];
   if (!o.tls) args.push('--insecure-http');
   if (o.db) args.push('--db', o.db);
   // What ./heptad runs after its bootstrap (exec node --disable-warning=ExperimentalWarning …/main.ts),

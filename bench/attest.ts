@@ -53,6 +53,8 @@ async function startServe(
     data,
     '--listen',
     '127.0.0.1:0',
+    '--mqtt-listen',
+    'off',
     '--output',
     'json',
     '--log-level',

@@ -81,6 +81,19 @@ has_swtpm_tcti() {
   return 1
 }
 
+# Mosquitto (the broker and its clients), for the interop tests against a configuration written by
+# `heptad broker config mosquitto` (packages/cli/test/mosquitto.test.ts) and bench/mqtt.ts. The Debian
+# package does not start a service here; the tests start their own on a free loopback port.
+ensure_mosquitto() {
+  if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then
+    command -v mosquitto_pub >/dev/null 2>&1 && return 0
+  fi
+  apt_install "Mosquitto (mosquitto, mosquitto_pub, mosquitto_sub)" mosquitto mosquitto-clients
+  { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } && command -v mosquitto_pub >/dev/null 2>&1 \
+    || die "packages mosquitto and mosquitto-clients installed but mosquitto or mosquitto_pub is still missing"
+}
+
 ensure_postgres
 ensure_runuser
 ensure_swtpm
+ensure_mosquitto

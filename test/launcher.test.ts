@@ -91,7 +91,17 @@ describe('the ./heptad launcher', () => {
     const data = join(dir, 'data');
     const serve = spawn(
       join(ROOT, 'heptad'),
-      ['serve', '--data', data, '--listen', '127.0.0.1:0', '--output', 'json'],
+      [
+        'serve',
+        '--data',
+        data,
+        '--listen',
+        '127.0.0.1:0',
+        '--mqtt-listen',
+        '127.0.0.1:0',
+        '--output',
+        'json',
+      ],
       {
         cwd: dir,
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -62,6 +62,7 @@ export class ServiceClient {
   readonly #token: string;
   readonly #agent: http.Agent;
   readonly #timeoutMs: number;
+  readonly #caPem: string | undefined;
 
   constructor(options: ClientOptions) {
     let url: URL;
@@ -78,6 +79,7 @@ export class ServiceClient {
     }
     this.#url = url;
     this.#token = options.token;
+    this.#caPem = options.caPem;
     this.#timeoutMs = options.timeoutMs ?? 30_000;
     this.#agent =
       url.protocol === 'https:'
@@ -87,6 +89,11 @@ export class ServiceClient {
 
   close(): void {
     this.#agent.destroy();
+  }
+
+  /** Where and as whom this client talks: for the MQTT commands, which reuse the service's URL host, token and CA. */
+  get connection(): { readonly url: URL; readonly token: string; readonly caPem: string | undefined } {
+    return { url: this.#url, token: this.#token, caPem: this.#caPem };
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { HeptadError, isDeviceId } from '@heptad/protocol';
+import { BROKER_COMMANDS } from './broker-commands.ts';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
 import { CAPABILITY_COMMANDS, DEPLOYMENT_COMMANDS, IMAGE_COMMANDS } from './image-commands.ts';
@@ -51,6 +52,7 @@ const GROUP_COLS = [
   col('NAME', 'name'),
   col('OS FEED', 'osFeed'),
   col('UPDATES', 'updatePolicy'),
+  col('PEER MESSAGES', 'allowPeerMessages'),
   col('DEVICES', 'deviceCount'),
 ];
 const DEVICE_COLS = [
@@ -383,12 +385,34 @@ export const COMMANDS: readonly CommandSpec[] = [
     path: ['device-group', 'update'],
     summary: 'Change a device group',
     args: [{ name: 'GROUP', description: 'device group id or "Product/Group"', required: true }],
-    options: [{ name: 'name', type: 'string', valueName: 'NAME', description: 'new name' }, ...GROUP_OPTIONS],
+    options: [
+      { name: 'name', type: 'string', valueName: 'NAME', description: 'new name' },
+      ...GROUP_OPTIONS,
+      {
+        name: 'allow-peer-messages',
+        type: 'boolean',
+        description: "let the group's devices message each other under groups/<id>/… on the broker",
+      },
+      {
+        name: 'no-allow-peer-messages',
+        type: 'boolean',
+        description: 'stop device-to-device messages (default)',
+      },
+    ],
     service: true,
+    examples: ['heptad device-group update "DW100/Field Test" --allow-peer-messages'],
     async run(ctx) {
       const body = groupBody(ctx);
       const n = str(ctx, 'name');
       if (n !== undefined) body['name'] = n;
+      const allow = ctx.options['allow-peer-messages'] === true;
+      const deny = ctx.options['no-allow-peer-messages'] === true;
+      if (allow && deny)
+        throw new HeptadError(
+          'CLI_USAGE',
+          'give --allow-peer-messages or --no-allow-peer-messages, not both',
+        );
+      if (allow || deny) body['allowPeerMessages'] = allow;
       if (Object.keys(body).length === 0)
         throw new HeptadError('CLI_USAGE', 'give at least one change (see --help)');
       const c = await ctx.client();
@@ -640,6 +664,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...DEPLOYMENT_COMMANDS,
   ...CAPABILITY_COMMANDS,
   ...RUNTIME_RELEASE_COMMANDS,
+  ...BROKER_COMMANDS,
 
   // ---- audit ----
   {

@@ -49,6 +49,19 @@ export const serveCommand: CommandSpec = {
       description: 'extra name or IP for the server certificate',
       multiple: true,
     },
+    {
+      name: 'mqtt-listen',
+      type: 'string',
+      valueName: 'HOST:PORT|off',
+      description:
+        'the embedded MQTT broker (TLS, device certificates) (default 127.0.0.1:8883; off: no broker)',
+    },
+    {
+      name: 'mqtt-max-packet-size',
+      type: 'string',
+      valueName: 'BYTES',
+      description: 'largest MQTT packet the broker reads (default 262144)',
+    },
     { name: 'config', type: 'string', valueName: 'FILE', description: 'JSON config file (no secrets in it)' },
   ],
   service: false,
@@ -73,6 +86,8 @@ export const serveCommand: CommandSpec = {
       bodyLimit: o['body-limit'] as string | undefined,
       logLevel: o['log-level'] as string | undefined,
       tlsHosts: o['tls-host'] as string[] | undefined,
+      mqttListen: o['mqtt-listen'] as string | undefined,
+      mqttMaxPacketSize: o['mqtt-max-packet-size'] as string | undefined,
     };
     if (typeof flags.data === 'string') flags.data = resolve(ctx.io.cwd, flags.data);
     const config = resolveConfig(file, fromEnv(ctx.io.env), flags);
@@ -95,6 +110,7 @@ export const serveCommand: CommandSpec = {
     });
     const info = {
       url: svc.url,
+      mqttUrl: svc.mqttUrl,
       dataDir: svc.dataDir,
       store: config.db.startsWith('postgres') ? 'postgres' : 'sqlite',
       caFile: svc.caPath,
@@ -104,6 +120,7 @@ export const serveCommand: CommandSpec = {
     const ca = svc.caPath ? ` --ca ${svc.caPath}` : '';
     const text = [
       `Heptad security service listening on ${svc.url} (${info.store}, data in ${svc.dataDir})`,
+      `MQTT broker:    ${svc.mqttUrl ?? 'off'}${svc.mqttUrl ? ' (TLS; devices: their certificate; cloud clients: an API token as password)' : ''}`,
       `Operator token: ${svc.operatorTokenPath} (mode 0600; never printed)`,
       ...(svc.caPath ? [`Platform CA:    ${svc.caPath} (trust this in the CLI and on devices)`] : []),
       `Try:            ./heptad login --url ${svc.url} --token "$(cat ${svc.operatorTokenPath})"${ca}`,

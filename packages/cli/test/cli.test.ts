@@ -47,7 +47,12 @@ for (const backend of backendsToTest) {
           ? await createDatabase(String(process.env['HEPTAD_TEST_PG_URL']), `cli_${process.pid}`)
           : undefined;
       svc = await startService(
-        resolveConfig({ data: join(dir, 'data'), listen: '127.0.0.1:0', ...(db ? { db } : {}) }),
+        resolveConfig({
+          data: join(dir, 'data'),
+          listen: '127.0.0.1:0',
+          mqttListen: '127.0.0.1:0',
+          ...(db ? { db } : {}),
+        }),
         {
           logger: pino({ level: process.env['HEPTAD_TEST_LOG'] ?? 'silent' }, pino.destination(2)),
           env: {},
@@ -144,7 +149,34 @@ for (const backend of backendsToTest) {
       ]);
       assert.equal(gu.json()['updatePolicy'], 'no-app-updates');
       const gs = await as(['device-group', 'show', 'DW100/Marketing']);
-      assert.match(gs.out, /Marketing\s+retail-eval\s+no-app-updates\s+0/);
+      assert.match(gs.out, /Marketing\s+retail-eval\s+no-app-updates\s+false\s+0/);
+      const peers = await as([
+        'device-group',
+        'update',
+        'DW100/Marketing',
+        '--allow-peer-messages',
+        '--output',
+        'json',
+      ]);
+      assert.equal(peers.json()['allowPeerMessages'], true);
+      const nopeers = await as([
+        'device-group',
+        'update',
+        'DW100/Marketing',
+        '--no-allow-peer-messages',
+        '--output',
+        'json',
+      ]);
+      assert.equal(nopeers.json()['allowPeerMessages'], false);
+      const both = await as([
+        'device-group',
+        'update',
+        'DW100/Marketing',
+        '--allow-peer-messages',
+        '--no-allow-peer-messages',
+      ]);
+      assert.equal(both.code, 2);
+      assert.match(both.err, /CLI_USAGE/);
 
       // the operator registers a device from its public key file; the tenant claims it
       const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });

@@ -24,10 +24,13 @@ describe('a TPM device, end to end', { skip: skip ?? false }, () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'heptad-tpmdev-'));
     tpm = await startSwtpm();
-    svc = await startService(resolveConfig({ data: join(dir, 'data'), listen: '127.0.0.1:0' }), {
-      logger: pino({ level: 'silent' }),
-      env: {},
-    });
+    svc = await startService(
+      resolveConfig({ data: join(dir, 'data'), listen: '127.0.0.1:0', mqttListen: 'off' }),
+      {
+        logger: pino({ level: 'silent' }),
+        env: {},
+      },
+    );
     const operator = readFileSync(svc.operatorTokenPath, 'utf8').trim();
     env = {
       HEPTAD_CONFIG_DIR: join(dir, 'cfg'),

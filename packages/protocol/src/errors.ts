@@ -770,6 +770,83 @@ export const ERROR_REGISTRY = {
     title: 'A certificate revocation list cannot be created from these options',
     hint: 'this is a bug in the caller; see the listed fields',
   },
+
+  // MQTT broker (BROKER_: refusals by the embedded broker; MQTT_: the CLI's MQTT client; DEVICE_CERT_: export)
+  BROKER_CERTIFICATE_UNKNOWN: {
+    status: 0,
+    title: 'The MQTT client certificate is not one this service issued to that device and tenant',
+    hint: 'attest the device again (heptad device attest) and connect with the new certificate',
+  },
+  BROKER_CERTIFICATE_EXPIRED: {
+    status: 0,
+    title: 'The MQTT client certificate has expired',
+    hint: 'attest again: device certificates live 24 h',
+  },
+  BROKER_CERTIFICATE_REVOKED: {
+    status: 0,
+    title: 'The MQTT client certificate is revoked',
+    hint: 'a revoked certificate never works again; release the device if it was quarantined and let it attest afresh',
+  },
+  BROKER_DEVICE_QUARANTINED: {
+    status: 0,
+    title: 'The device is quarantined',
+    hint: 'see heptad security-event list; release it with heptad device release when it is trusted again',
+  },
+  BROKER_DEVICE_NOT_CLAIMED: {
+    status: 0,
+    title: 'The device no longer belongs to the tenant its certificate names',
+    hint: 'the device was unclaimed or moved: attest again under its current tenant',
+  },
+  BROKER_CREDENTIALS_INVALID: {
+    status: 0,
+    title: 'The MQTT client has no valid credentials',
+    hint: "devices connect with their certificate; cloud clients send a tenant user's API token as the MQTT password",
+  },
+  BROKER_CLIENT_ID_INVALID: {
+    status: 0,
+    title: "The MQTT clientId does not match the client's identity",
+    hint: 'a device uses its device id; a cloud client uses <tenant id>/<label>',
+  },
+  BROKER_TOPIC_DENIED: {
+    status: 0,
+    title: 'The MQTT client may not use this topic',
+    hint: 'devices use devices/<own id>/…, and groups/<group id>/… when the group allows peer messages; see docs/broker.md',
+  },
+  BROKER_PACKET_TOO_LARGE: {
+    status: 0,
+    title: 'The MQTT packet is larger than the broker accepts',
+    hint: 'send smaller messages, or raise --mqtt-max-packet-size on the service',
+  },
+  MQTT_CONNECTION_FAILED: {
+    status: 0,
+    title: 'The MQTT broker cannot be reached or closed the connection',
+    hint: 'check --broker, that the service runs its broker (--mqtt-listen) and the CA',
+  },
+  MQTT_CONNECTION_REFUSED: {
+    status: 0,
+    title: 'The MQTT broker refused the connection',
+    hint: "check the token (a tenant user's) and the clientId; see the return code",
+  },
+  MQTT_SUBSCRIBE_REFUSED: {
+    status: 0,
+    title: 'The MQTT broker refused the subscription',
+    hint: 'use devices/<id>/… or devices/+/… and groups/<id>/… of your tenant; # at the root is never allowed',
+  },
+  MQTT_PUBLISH_REFUSED: {
+    status: 0,
+    title: 'The MQTT broker refused the message and closed the connection',
+    hint: "publishing needs the Contributor role and a topic of your tenant's devices or groups",
+  },
+  DEVICE_CERT_EXPORT_TPM: {
+    status: 0,
+    title: 'The certificate key of a TPM device cannot be exported',
+    hint: "export works only for a soft root of trust (development); a TPM device's TLS key stays on the device",
+  },
+  DEVICE_CERT_NOT_ISSUED: {
+    status: 0,
+    title: 'The device holds no certificate yet',
+    hint: 'attest it first: heptad device attest --state DIR',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_REGISTRY;

@@ -34,6 +34,8 @@ const AREAS = [
   'DATA',
   'CLI',
   'KEY',
+  'BROKER',
+  'MQTT',
 ];
 const CODE_SHAPE = /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/;
 

@@ -9,6 +9,7 @@ import { AttestationService } from './attestation/attestation-service.ts';
 import { NonceIssuer } from './attestation/nonce-store.ts';
 import { attestationRoutes } from './attestation/routes.ts';
 import { auditRoutes } from './audit/routes.ts';
+import { MqttBroker, type MqttBrokerOptions, NO_SESSIONS } from './broker/mqtt-broker.ts';
 import { capabilityRoutes } from './capabilities/routes.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
 import { deviceRoutes } from './devices/routes.ts';
@@ -42,6 +43,15 @@ export interface AppOptions {
   readonly keys?: KeyStore;
   /** where image files live (serve: DATA/blobs); in memory when omitted */
   readonly blobs?: BlobStore;
+  /** the embedded MQTT broker: started when the app is ready, stopped when it closes; none when omitted */
+  readonly mqtt?: MqttBrokerOptions | null;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** the embedded MQTT broker, or null when it is off */
+    broker: MqttBroker | null;
+  }
 }
 
 /** The composition root of the HTTP service: every route and hook is wired here, once. */
@@ -71,8 +81,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
     : Fastify(fastifyOptions);
   const app = instance.withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
-  const deps: RouteDeps = { store: options.store, clock };
   const auth = createAuthenticator(options.store, clock);
+  const broker = options.mqtt
+    ? new MqttBroker(options.mqtt, { store: options.store, clock, tokens: auth, logger: options.logger })
+    : null;
+  const deps: RouteDeps = { store: options.store, clock, sessions: broker ?? NO_SESSIONS };
+  app.decorate('broker', broker);
+  if (broker) {
+    app.addHook('onReady', () => broker.start());
+    app.addHook('onClose', () => broker.stop());
+  }
 
   app.decorateRequest('principal', null);
   app.addHook('onRoute', (route) => {
@@ -140,7 +158,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   deviceRoutes(app, deps);
   auditRoutes(app, deps);
   const keys = options.keys ?? new KeyStore(randomBytes(32));
-  const pki = new TenantPki(options.store.db, keys, clock);
+  const pki = new TenantPki(options.store.db, keys, clock, broker ? () => broker.reloadTrust() : undefined);
   const nonces = new NonceIssuer(keys.derive('attestation-nonce'));
   const attestation = new AttestationService(options.store, nonces, pki, clock, options.logger);
   attestationRoutes(app, { ...deps, attestation, pki });

@@ -3,10 +3,16 @@ import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { HeptadError } from '@heptad/protocol';
 import { DEFAULT_BODY_LIMIT } from './app.ts';
+import {
+  DEFAULT_MQTT_MAX_PACKET_SIZE,
+  MAX_MQTT_MAX_PACKET_SIZE,
+  MIN_MQTT_MAX_PACKET_SIZE,
+} from './broker/mqtt-broker.ts';
 
 export const DEFAULT_DATA_DIR = './heptad-data';
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
 export const DEFAULT_LOG_LEVEL = 'info';
+export const DEFAULT_MQTT_LISTEN = '127.0.0.1:8883';
 export const MAX_BODY_LIMIT = 64 * 1024 * 1024;
 
 export interface ServiceConfig {
@@ -19,6 +25,10 @@ export interface ServiceConfig {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
   /** extra DNS names / IPs for the server certificate */
   readonly tlsHosts: readonly string[];
+  /** the embedded MQTT broker's TLS listener; null when it is off (`--mqtt-listen off`) */
+  readonly mqttListen: { readonly host: string; readonly port: number } | null;
+  /** largest MQTT packet the broker reads */
+  readonly mqttMaxPacketSize: number;
 }
 
 /** Settings as they arrive from a source, before validation. */
@@ -30,6 +40,8 @@ export interface RawConfig {
   bodyLimit?: string | number | undefined;
   logLevel?: string | undefined;
   tlsHosts?: string | readonly string[] | undefined;
+  mqttListen?: string | undefined;
+  mqttMaxPacketSize?: string | number | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'silent'] as const;
@@ -44,13 +56,17 @@ function bad(setting: string, problem: string): HeptadError {
   });
 }
 
-export function parseListen(s: string): { host: string; port: number } {
+export function parseListen(
+  s: string,
+  setting = '--listen',
+  example = '127.0.0.1:8443',
+): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s);
   const host = m?.[1] ?? m?.[2];
   const port = Number(m?.[3]);
   if (!host || !Number.isInteger(port) || port > 65535)
-    throw bad('--listen', 'must be HOST:PORT (e.g. 127.0.0.1:8443)');
-  if (!isIP(host) && !/^[A-Za-z0-9.-]{1,253}$/.test(host)) throw bad('--listen', 'has an invalid host');
+    throw bad(setting, `must be HOST:PORT (e.g. ${example})`);
+  if (!isIP(host) && !/^[A-Za-z0-9.-]{1,253}$/.test(host)) throw bad(setting, 'has an invalid host');
   return { host, port };
 }
 
@@ -70,7 +86,17 @@ export function readConfigFile(path: string): RawConfig {
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json))
     throw bad('config file', 'must be a JSON object');
-  const allowed = new Set(['data', 'listen', 'db', 'insecureHttp', 'bodyLimit', 'logLevel', 'tlsHosts']);
+  const allowed = new Set([
+    'data',
+    'listen',
+    'db',
+    'insecureHttp',
+    'bodyLimit',
+    'logLevel',
+    'tlsHosts',
+    'mqttListen',
+    'mqttMaxPacketSize',
+  ]);
   for (const k of Object.keys(json))
     if (!allowed.has(k)) throw bad(`config file key "${k}"`, 'is not a setting');
   return json as RawConfig;
@@ -85,6 +111,8 @@ export function fromEnv(env: NodeJS.ProcessEnv): RawConfig {
     bodyLimit: env['HEPTAD_BODY_LIMIT'],
     logLevel: env['HEPTAD_LOG_LEVEL'],
     tlsHosts: env['HEPTAD_TLS_HOSTS'],
+    mqttListen: env['HEPTAD_MQTT_LISTEN'],
+    mqttMaxPacketSize: env['HEPTAD_MQTT_MAX_PACKET_SIZE'],
   };
 }
 
@@ -117,6 +145,30 @@ export function resolveConfig(...sources: RawConfig[]): ServiceConfig {
   for (const h of tlsHosts)
     if (!isIP(h) && !/^[A-Za-z0-9.-]{1,253}$/.test(h))
       throw bad('--tls-host', `"${h}" is not a host name or IP`);
+  // An API on an ephemeral port (tests, side-by-side instances) gets an ephemeral broker port too,
+  // so two such services never fight over 8883.
+  const mqttRaw = merged.mqttListen ?? (listen.port === 0 ? '127.0.0.1:0' : DEFAULT_MQTT_LISTEN);
+  const mqttListen =
+    mqttRaw === 'off' ? null : parseListen(mqttRaw, '--mqtt-listen', '127.0.0.1:8883 or off');
+  if (
+    mqttListen &&
+    !insecureHttp &&
+    mqttListen.host === listen.host &&
+    mqttListen.port === listen.port &&
+    listen.port !== 0
+  )
+    throw bad('--mqtt-listen', 'must differ from --listen');
+  const mqttMaxPacketSize = Number(merged.mqttMaxPacketSize ?? DEFAULT_MQTT_MAX_PACKET_SIZE);
+  if (
+    !Number.isInteger(mqttMaxPacketSize) ||
+    mqttMaxPacketSize < MIN_MQTT_MAX_PACKET_SIZE ||
+    mqttMaxPacketSize > MAX_MQTT_MAX_PACKET_SIZE
+  ) {
+    throw bad(
+      '--mqtt-max-packet-size',
+      `must be an integer from ${MIN_MQTT_MAX_PACKET_SIZE} to ${MAX_MQTT_MAX_PACKET_SIZE} bytes`,
+    );
+  }
   return Object.freeze({
     dataDir,
     listen: Object.freeze(listen),
@@ -125,5 +177,7 @@ export function resolveConfig(...sources: RawConfig[]): ServiceConfig {
     bodyLimit,
     logLevel: logLevel as ServiceConfig['logLevel'],
     tlsHosts: Object.freeze(tlsHosts),
+    mqttListen: mqttListen && Object.freeze(mqttListen),
+    mqttMaxPacketSize,
   });
 }

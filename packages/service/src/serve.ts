@@ -26,6 +26,8 @@ export const SERVER_CERT_DAYS = 397;
 export interface RunningService {
   readonly app: App;
   readonly url: string;
+  /** mqtts://HOST:PORT of the embedded broker, or null when it is off */
+  readonly mqttUrl: string | null;
   readonly dataDir: string;
   readonly caPath: string | null;
   readonly operatorTokenPath: string;
@@ -114,11 +116,13 @@ export async function startService(
 
     let https: { key: string; cert: string } | null = null;
     let caPath: string | null = null;
-    if (!config.insecureHttp) {
+    // The MQTT listener is TLS even when the API is plain HTTP (development): it needs the certificate too.
+    if (!config.insecureHttp || config.mqttListen) {
       const { ca, certPath } = await loadPlatformCa(config.dataDir, keys, clock());
       caPath = certPath;
       const hosts = new Set(['localhost', '127.0.0.1', '::1', ...config.tlsHosts]);
-      if (!['0.0.0.0', '::'].includes(config.listen.host)) hosts.add(config.listen.host);
+      for (const h of [config.listen.host, config.mqttListen?.host])
+        if (h !== undefined && !['0.0.0.0', '::'].includes(h)) hosts.add(h);
       const server = await issueServerCertificate({
         ca,
         hosts: [...hosts],
@@ -128,17 +132,39 @@ export async function startService(
       https = { key: server.keyPem, cert: `${server.certPem.trim()}\n${ca.certPem.trim()}\n` };
     }
 
+    const serverTls = https;
+    if (config.insecureHttp) https = null;
+    const mqtt =
+      config.mqttListen && serverTls
+        ? { ...config.mqttListen, tls: serverTls, maxPacketSize: config.mqttMaxPacketSize }
+        : null;
     const blobs = new FsBlobStore(join(config.dataDir, 'blobs'));
-    const app = await buildApp({ store, clock, logger, bodyLimit: config.bodyLimit, https, keys, blobs });
+    const app = await buildApp({
+      store,
+      clock,
+      logger,
+      bodyLimit: config.bodyLimit,
+      https,
+      keys,
+      blobs,
+      mqtt,
+    });
     await app.listen({ host: config.listen.host, port: config.listen.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.listen.port;
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
     const url = `${config.insecureHttp ? 'http' : 'https'}://${host}:${port}`;
-    logger.info({ url, store: connection.dialect, dataDir: config.dataDir }, 'heptad service listening');
+    const mqttUrl = app.broker
+      ? `mqtts://${config.mqttListen?.host.includes(':') ? `[${config.mqttListen.host}]` : config.mqttListen?.host}:${app.broker.port}`
+      : null;
+    logger.info(
+      { url, mqttUrl, store: connection.dialect, dataDir: config.dataDir },
+      'heptad service listening',
+    );
     return {
       app,
       url,
+      mqttUrl,
       dataDir: config.dataDir,
       caPath,
       operatorTokenPath: tokenPath,

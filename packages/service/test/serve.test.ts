@@ -58,7 +58,12 @@ describe('heptad serve: first start, restart, TLS', () => {
         backend === 'postgres'
           ? await createDatabase(String(process.env['HEPTAD_TEST_PG_URL']), `serve_${process.pid}`)
           : undefined;
-      const config = resolveConfig({ data, listen: '127.0.0.1:0', ...(db ? { db } : {}) });
+      const config = resolveConfig({
+        data,
+        listen: '127.0.0.1:0',
+        mqttListen: '127.0.0.1:0',
+        ...(db ? { db } : {}),
+      });
       const log1 = capture();
       const svc = await startService(config, { logger: log1.logger, env: {} });
       let token: string;
@@ -66,6 +71,7 @@ describe('heptad serve: first start, restart, TLS', () => {
       try {
         assert.equal(svc.firstStart, true);
         assert.match(svc.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+        assert.match(svc.mqttUrl ?? '', /^mqtts:\/\/127\.0\.0\.1:\d+$/);
         token = readFileSync(join(data, 'operator-token'), 'utf8').trim();
         assert.match(token, /^hpt_/);
         assert.equal(statSync(join(data, 'operator-token')).mode & 0o777, 0o600);
@@ -111,7 +117,7 @@ describe('heptad serve: first start, restart, TLS', () => {
 
   test('a lost operator-token file is replaced by a new token, and the old one stops working', async () => {
     const data = join(tempDir(), 'data');
-    const config = resolveConfig({ data, listen: '127.0.0.1:0', insecureHttp: true });
+    const config = resolveConfig({ data, listen: '127.0.0.1:0', insecureHttp: true, mqttListen: 'off' });
     const first = await startService(config, { logger: capture().logger, env: {} });
     const old = readFileSync(first.operatorTokenPath, 'utf8').trim();
     await first.close();
@@ -140,7 +146,7 @@ describe('heptad serve: first start, restart, TLS', () => {
   test('HEPTAD_MASTER_KEY seals the CA key; the wrong master key cannot open it', async () => {
     const data = join(tempDir(), 'data');
     const key = Buffer.alloc(32, 7).toString('base64');
-    const config = resolveConfig({ data, listen: '127.0.0.1:0' });
+    const config = resolveConfig({ data, listen: '127.0.0.1:0', mqttListen: '127.0.0.1:0' });
     const svc = await startService(config, { logger: capture().logger, env: { HEPTAD_MASTER_KEY: key } });
     await svc.close();
     assert.equal(
@@ -163,7 +169,7 @@ describe('heptad serve: first start, restart, TLS', () => {
 
   test('a second service on the same data folder is refused with DATA_DIR_UNUSABLE', async () => {
     const data = join(tempDir(), 'data');
-    const config = resolveConfig({ data, listen: '127.0.0.1:0', insecureHttp: true });
+    const config = resolveConfig({ data, listen: '127.0.0.1:0', insecureHttp: true, mqttListen: 'off' });
     const first = await startService(config, { logger: capture().logger, env: {} });
     try {
       await assert.rejects(
@@ -181,7 +187,7 @@ describe('heptad serve: first start, restart, TLS', () => {
     const file = join(tempDir(), 'not-a-dir');
     writeFileSync(file, 'x');
     await assert.rejects(
-      startService(resolveConfig({ data: file, listen: '127.0.0.1:0' }), {
+      startService(resolveConfig({ data: file, listen: '127.0.0.1:0', mqttListen: '127.0.0.1:0' }), {
         logger: capture().logger,
         env: {},
       }),
@@ -203,6 +209,8 @@ describe('service configuration', () => {
     assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8443 });
     assert.equal(c.db, join(c.dataDir, 'heptad.sqlite'));
     assert.equal(c.insecureHttp, false);
+    assert.deepEqual(c.mqttListen, { host: '127.0.0.1', port: 8883 });
+    assert.equal(c.mqttMaxPacketSize, 256 * 1024);
     assert.ok(Object.isFrozen(c));
   });
 
@@ -226,7 +234,22 @@ describe('service configuration', () => {
     refused({ db: 'mysql://x' });
     refused({ logLevel: 'loud' });
     refused({ tlsHosts: ['bad host'] });
-    assert.equal(resolveConfig({ insecureHttp: true, listen: '127.0.0.1:0' }).insecureHttp, true);
+    refused({ mqttListen: '8883' });
+    refused({ mqttListen: 'on' });
+    refused({ mqttListen: '127.0.0.1:8443' }); // the API's own address
+    refused({ mqttMaxPacketSize: 10 });
+    refused({ mqttMaxPacketSize: 'big' });
+    refused({ mqttMaxPacketSize: 1e9 });
+    assert.equal(resolveConfig({ mqttListen: 'off' }).mqttListen, null);
+    assert.deepEqual(resolveConfig({ listen: '127.0.0.1:0' }).mqttListen, { host: '127.0.0.1', port: 0 });
+    assert.deepEqual(resolveConfig({ listen: '127.0.0.1:9443' }).mqttListen, {
+      host: '127.0.0.1',
+      port: 8883,
+    });
+    assert.equal(
+      resolveConfig({ insecureHttp: true, listen: '127.0.0.1:0', mqttListen: '127.0.0.1:0' }).insecureHttp,
+      true,
+    );
   });
 
   test('a config file must be a JSON object of known settings', () => {

@@ -98,7 +98,7 @@ const DevicePage = Type.Object({
 const DEFAULT_PAGE = 100;
 const limitOf = (s: string | undefined) => (s === undefined ? DEFAULT_PAGE : Number(s));
 
-export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
+export function deviceRoutes(app: App, { store, clock, sessions }: RouteDeps): void {
   app.addSchema(DeviceSchema);
   app.addSchema(RegisteredDeviceSchema);
   const IdParams = Type.Object({ deviceId: DeviceId });
@@ -270,7 +270,10 @@ export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
     },
     async (req) => {
       const ctx = changeContext(req, clock);
-      return store.transaction((s) => s.platform().registry.unclaim(ctx, req.params.deviceId));
+      const device = await store.transaction((s) => s.platform().registry.unclaim(ctx, req.params.deviceId));
+      // Its certificates name the old tenant: its live broker sessions end now.
+      sessions.endDeviceSessions(device.id, 'unclaimed');
+      return device;
     },
   );
 
@@ -292,9 +295,12 @@ export function deviceRoutes(app: App, { store, clock }: RouteDeps): void {
     async (req) => {
       const ctx = changeContext(req, clock);
       const tenantId = tenantScope(store, req).tenantId;
-      return store.transaction((s) =>
+      const device = await store.transaction((s) =>
         s.forTenant(tenantId).devices.quarantine(ctx, req.params.deviceId, req.body.reason ?? ''),
       );
+      // Its certificates are revoked: its live broker sessions end now, not at reconnect.
+      sessions.endDeviceSessions(device.id, 'quarantined');
+      return device;
     },
   );
 

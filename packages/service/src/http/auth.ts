@@ -38,9 +38,23 @@ declare module 'fastify' {
 
 const MAX_AUTH_HEADER = 256;
 
-export interface Authenticator {
+export interface Authenticator extends TokenResolver {
   /** Throws a coded error, or returns (a promise when the token had to be looked up). */
   authenticate(request: FastifyRequest): Promise<void> | undefined;
+}
+
+/** A token's holder, for callers other than HTTP routes (the MQTT broker: a token as password). */
+export interface ResolvedToken {
+  readonly principal: Principal;
+  readonly expiresAt: string | null;
+  /** SHA-256 of the token: what a caller may keep to re-check it later */
+  readonly hash: string;
+}
+
+export interface TokenResolver {
+  /** undefined for a malformed or unknown token (the caller checks expiry and role) */
+  resolveToken(token: string): Promise<ResolvedToken | undefined>;
+  resolveHash(hash: string): Promise<ResolvedToken | undefined>;
 }
 
 /**
@@ -92,7 +106,16 @@ export function createAuthenticator(store: Store, clock: () => Date): Authentica
       throw new HeptadError('AUTH_ROLE_INSUFFICIENT');
     }
   };
+  const resolveHash = async (hash: string): Promise<ResolvedToken | undefined> => {
+    const found = await resolve(hash);
+    return found && { principal: found.principal, expiresAt: found.expiresAt, hash };
+  };
   return {
+    resolveHash,
+    async resolveToken(token) {
+      if (!isWellFormedToken(token)) return undefined;
+      return resolveHash(hashToken(token));
+    },
     // Synchronous when the token is cached (most requests): no promise, no extra microtask.
     authenticate(request) {
       const rule = request.routeOptions.config.access;

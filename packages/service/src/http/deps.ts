@@ -6,6 +6,7 @@ import type {
   RawRequestDefaultExpression,
   RawServerDefault,
 } from 'fastify';
+import type { DeviceSessions } from '../broker/mqtt-broker.ts';
 import type { Store } from '../store/store.ts';
 
 export type App = FastifyInstance<
@@ -20,4 +21,6 @@ export type App = FastifyInstance<
 export interface RouteDeps {
   readonly store: Store;
   readonly clock: () => Date;
+  /** live broker sessions, ended when a device is quarantined or unclaimed */
+  readonly sessions: DeviceSessions;
 }

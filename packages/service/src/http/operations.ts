@@ -1,12 +1,12 @@
 import type { FastifyReply } from 'fastify';
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { Type } from 'typebox';
 import { access } from './auth.ts';
 import type { App, RouteDeps } from './deps.ts';
 import { errorResponses } from './schemas.ts';
 
 /** Liveness, readiness and Prometheus metrics. Metrics need the operator token. */
-export function operationsRoutes(app: App, { store }: RouteDeps): void {
+export function operationsRoutes(app: App, { store, sessions }: RouteDeps): void {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'heptad_' });
   const requests = new Counter({
@@ -21,6 +21,15 @@ export function operationsRoutes(app: App, { store }: RouteDeps): void {
     labelNames: ['method', 'route'] as const,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
+  });
+
+  new Gauge({
+    name: 'heptad_mqtt_sessions',
+    help: 'Live sessions on the embedded MQTT broker (devices and cloud clients)',
+    registers: [registry],
+    collect() {
+      this.set(sessions.sessionCount);
+    },
   });
 
   // Label children cached by key: prom-client hashes the label object on every call otherwise.

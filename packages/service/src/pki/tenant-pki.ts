@@ -74,10 +74,14 @@ export class TenantPki {
   readonly #issuers = new Map<string, CachedIssuer>();
   readonly #crls = new Map<string, { pem: string; until: number; stamp: string }>();
 
-  constructor(db: Kysely<Database>, keys: KeyStore, clock: () => Date) {
+  /** told (and awaited) when a CA is created or rotated: the broker's TLS listener re-reads what it trusts */
+  readonly #onChange: (() => Promise<void>) | undefined;
+
+  constructor(db: Kysely<Database>, keys: KeyStore, clock: () => Date, onChange?: () => Promise<void>) {
     this.#db = db;
     this.#keys = keys;
     this.#clock = clock;
+    this.#onChange = onChange;
   }
 
   /** Creates the tenant's root and first issuing CA if it has none; safe under races. */
@@ -114,6 +118,7 @@ export class TenantPki {
     } catch (e) {
       if (!isUniqueViolation(e)) throw e; // another request created it first: use theirs
     }
+    await this.#onChange?.();
   }
 
   #row(
@@ -294,6 +299,7 @@ export class TenantPki {
       .values(this.#row(tenantId, id, 'issuing', generation, issuing, now, activeFrom))
       .execute();
     this.#issuers.delete(tenantId);
+    await this.#onChange?.();
     const info = (await this.list(tenantId)).find((c) => c.id === id);
     if (!info) throw new HeptadError('INTERNAL_ERROR', 'rotated CA not found');
     return info;

@@ -24,6 +24,8 @@ export interface DeviceGroup {
   description: string;
   osFeed: OsFeed;
   updatePolicy: UpdatePolicy;
+  /** devices of this group may message each other under groups/<id>/… on the broker */
+  allowPeerMessages: boolean;
   deviceCount: number;
   createdAt: string;
   updatedAt: string;
@@ -137,6 +139,7 @@ export class ProductStore {
           description: g.description,
           os_feed: g.osFeed,
           update_policy: g.updatePolicy,
+          allow_peer_messages: 0,
           created_at: now,
           updated_at: now,
         })),
@@ -249,6 +252,7 @@ export class ProductStore {
         'g.description',
         'g.os_feed',
         'g.update_policy',
+        'g.allow_peer_messages',
         'g.created_at',
         'g.updated_at',
       ])
@@ -304,6 +308,7 @@ export class ProductStore {
           description: g.description,
           os_feed: g.osFeed,
           update_policy: g.updatePolicy,
+          allow_peer_messages: 0,
           created_at: now,
           updated_at: now,
         })
@@ -322,7 +327,13 @@ export class ProductStore {
   async updateGroup(
     ctx: ChangeContext,
     ref: string,
-    patch: { name?: string; description?: string; osFeed?: OsFeed; updatePolicy?: UpdatePolicy },
+    patch: {
+      name?: string;
+      description?: string;
+      osFeed?: OsFeed;
+      updatePolicy?: UpdatePolicy;
+      allowPeerMessages?: boolean;
+    },
   ): Promise<DeviceGroup> {
     const current = await this.getGroup(ref);
     if (patch.name !== undefined && patch.name !== current.name) {
@@ -336,6 +347,7 @@ export class ProductStore {
           description: patch.description ?? current.description,
           os_feed: patch.osFeed ?? current.osFeed,
           update_policy: patch.updatePolicy ?? current.updatePolicy,
+          allow_peer_messages: (patch.allowPeerMessages ?? current.allowPeerMessages) ? 1 : 0,
           updated_at: ctx.now.toISOString(),
         })
         .where('tenant_id', '=', this.#tenantId)
@@ -403,6 +415,7 @@ function toGroup(
     description: r.description,
     osFeed: r.os_feed,
     updatePolicy: r.update_policy,
+    allowPeerMessages: Number(r.allow_peer_messages) === 1,
     deviceCount: Number(r.device_count ?? 0),
     createdAt: r.created_at,
     updatedAt: r.updated_at,

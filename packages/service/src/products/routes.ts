@@ -36,6 +36,9 @@ const DeviceGroupSchema = Type.Object(
     description: Type.String(),
     osFeed: OsFeed,
     updatePolicy: UpdatePolicy,
+    allowPeerMessages: Type.Boolean({
+      description: 'devices of this group may message each other under groups/<id>/… on the broker',
+    }),
     deviceCount: Type.Integer(),
     createdAt: Timestamp,
     updatedAt: Timestamp,
@@ -225,6 +228,7 @@ export function productRoutes(app: App, { store, clock }: RouteDeps): void {
             description: Type.Optional(Description),
             osFeed: Type.Optional(OsFeed),
             updatePolicy: Type.Optional(UpdatePolicy),
+            allowPeerMessages: Type.Optional(Type.Boolean()),
           },
           { additionalProperties: false, minProperties: 1 },
         ),

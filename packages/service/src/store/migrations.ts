@@ -194,6 +194,15 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await add('runtime_events', 'text');
       },
     },
+    '0004_broker': {
+      async up(db: Kysely<unknown>) {
+        // Device-to-device messages through groups/<id>/… flow only where the group allows them.
+        await db.schema
+          .alterTable('device_groups')
+          .addColumn('allow_peer_messages', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+      },
+    },
     '0006_images': {
       async up(db: Kysely<unknown>) {
         // The tenant's production image-signing key: the service re-signs every uploaded image

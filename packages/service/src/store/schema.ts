@@ -46,6 +46,8 @@ export interface DeviceGroupsTable {
   description: string;
   os_feed: OsFeed;
   update_policy: UpdatePolicy;
+  /** 0 or 1: devices of the group may message each other under groups/<id>/… (migration 0004) */
+  allow_peer_messages: number;
   created_at: string;
   updated_at: string;
 }

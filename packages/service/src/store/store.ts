@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { AttestationStore, RuntimeImageStore } from '../attestation/attestation-store.ts';
 import { AuditStore } from '../audit/audit-store.ts';
+import { BrokerStore } from '../broker/broker-store.ts';
 import { DeploymentStore } from '../deployments/deployment-store.ts';
 import { DeviceRegistry, TenantDeviceStore } from '../devices/device-store.ts';
 import { ImageStore } from '../images/image-store.ts';
@@ -74,6 +75,11 @@ export class Store {
   /** Attestation runs before a device is authenticated, so its store is platform-wide. */
   attestation(): AttestationStore {
     return new AttestationStore(this.#db, this.#target);
+  }
+
+  /** The MQTT broker authenticates before it knows a tenant: platform-wide reads, tenant compared by the caller. */
+  broker(): BrokerStore {
+    return new BrokerStore(this.#db, this.#target);
   }
 
   /** For the tenant PKI, which owns its own table and needs the raw handle for its transactions. */

@@ -2,7 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deviceIdOf } from '@heptad/protocol';
+import { createCertificateAuthority, deviceIdOf, issueServerCertificate } from '@heptad/protocol';
 import { type Kysely, sql } from 'kysely';
 import { createDatabase } from '../../../../test/support/postgres.ts';
 import { buildApp } from '../../src/app.ts';
@@ -56,6 +56,8 @@ export interface TestService {
   /** the injected clock; tests move it */
   now: Date;
   call(method: string, url: string, options?: CallOptions): Promise<CallResult>;
+  /** with `mqtt: true`: the embedded broker's port and the CA its TLS server certificate chains to */
+  readonly mqtt: { readonly port: number; readonly caPem: string } | null;
   /** every row of every table, in a stable order: to assert that a refused request changed nothing */
   snapshot(): Promise<string>;
   close(): Promise<void>;
@@ -86,7 +88,7 @@ const TABLES = {
 export async function createTestService(
   backend: BackendName,
   tag: string,
-  options: { bodyLimit?: number } = {},
+  options: { bodyLimit?: number; mqtt?: boolean; maxPacketSize?: number } = {},
 ): Promise<TestService> {
   const { url, cleanup } = await storeUrl(backend, tag);
   const conn = await connect({ url });
@@ -98,6 +100,7 @@ export async function createTestService(
     store,
     db: conn.db,
     operatorToken: '',
+    mqtt: null,
     async call(method, path, o = {}) {
       const headers: Record<string, string> = { ...(o.headers ?? {}) };
       if (o.token !== undefined) headers['authorization'] = `Bearer ${o.token}`;
@@ -143,12 +146,38 @@ export async function createTestService(
   const op = await store.platform().users.createOperatorIfMissing(svc.now);
   if (!op) throw new Error('operator already exists in a fresh store');
   (svc as { operatorToken: string }).operatorToken = op.token;
+  let mqtt = null;
+  let brokerCa = '';
+  if (options.mqtt) {
+    // The broker's TLS is checked against the real clock: its certificates are made now.
+    const ca = await createCertificateAuthority({
+      commonName: 'Test Platform CA',
+      now: new Date(),
+      validityDays: 2,
+    });
+    const server = await issueServerCertificate({
+      ca,
+      hosts: ['127.0.0.1', 'localhost'],
+      now: new Date(),
+      validityDays: 2,
+    });
+    brokerCa = ca.certPem;
+    mqtt = {
+      host: '127.0.0.1',
+      port: 0,
+      tls: { key: server.keyPem, cert: server.certPem },
+      ...(options.maxPacketSize !== undefined ? { maxPacketSize: options.maxPacketSize } : {}),
+    };
+  }
   (svc as { app: App }).app = await buildApp({
     store,
     clock: () => svc.now,
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
+    mqtt,
   });
   await svc.app.ready();
+  if (svc.app.broker)
+    (svc as { mqtt: TestService['mqtt'] }).mqtt = { port: svc.app.broker.port, caPem: brokerCa };
   return svc;
 }
 

@@ -1,0 +1,96 @@
+import type { Kysely } from 'kysely';
+import { AttestationStore } from '../attestation/attestation-store.ts';
+import { RawQuery, type SqlTarget } from '../store/raw-query.ts';
+import type { Database } from '../store/schema.ts';
+
+/** A device certificate as the broker checks it at connect, with its device's current state. */
+export interface CertificateView {
+  serial: string;
+  /** the tenant the certificate was issued for, and the device */
+  tenantId: string;
+  deviceId: string;
+  notAfter: string;
+  revokedAt: string | null;
+  /** the device's tenant now (null: unclaimed since) and quarantine */
+  deviceTenantId: string | null;
+  quarantinedAt: string | null;
+}
+
+// Fixed SQL: the broker asks these on every connect and on every group/cross-device publish.
+const CERTIFICATE = new RawQuery<{
+  serial: string;
+  tenant_id: string;
+  device_id: string;
+  not_after: string;
+  revoked_at: string | null;
+  device_tenant_id: string | null;
+  quarantined_at: string | null;
+}>(
+  'select c.serial, c.tenant_id, c.device_id, c.not_after, c.revoked_at, d.tenant_id as device_tenant_id, ' +
+    'd.quarantined_at from device_certificates c join devices d on d.id = c.device_id where c.serial = ?',
+);
+const DEVICE = new RawQuery<{ tenant_id: string | null; device_group_id: string | null }>(
+  'select tenant_id, device_group_id from devices where id = ?',
+);
+const GROUP = new RawQuery<{ tenant_id: string; allow_peer_messages: number }>(
+  'select tenant_id, allow_peer_messages from device_groups where id = ?',
+);
+const TRUST = new RawQuery<{ cert_pem: string }>(
+  'select cert_pem from tenant_cas order by tenant_id, kind, generation',
+);
+
+/**
+ * The broker's reads. The broker authenticates before it knows a tenant, so this store is
+ * platform-wide like attestation's; every answer carries the tenant and the broker compares it
+ * with the session's.
+ */
+export class BrokerStore {
+  readonly #db: Kysely<Database>;
+  readonly #sql: SqlTarget;
+
+  constructor(db: Kysely<Database>, target: SqlTarget) {
+    this.#db = db;
+    this.#sql = target;
+  }
+
+  async certificate(serial: string): Promise<CertificateView | undefined> {
+    const r = await CERTIFICATE.first(this.#db, this.#sql, [serial]);
+    if (!r) return undefined;
+    return {
+      serial: r.serial,
+      tenantId: r.tenant_id,
+      deviceId: r.device_id,
+      notAfter: r.not_after,
+      revokedAt: r.revoked_at,
+      deviceTenantId: r.device_tenant_id,
+      quarantinedAt: r.quarantined_at,
+    };
+  }
+
+  async device(id: string): Promise<{ tenantId: string | null; deviceGroupId: string | null } | undefined> {
+    const r = await DEVICE.first(this.#db, this.#sql, [id]);
+    return r && { tenantId: r.tenant_id, deviceGroupId: r.device_group_id };
+  }
+
+  async group(id: string): Promise<{ tenantId: string; allowPeerMessages: boolean } | undefined> {
+    const r = await GROUP.first(this.#db, this.#sql, [id]);
+    return r && { tenantId: r.tenant_id, allowPeerMessages: Number(r.allow_peer_messages) === 1 };
+  }
+
+  /** Every tenant CA certificate (roots and issuing generations): what the TLS listener trusts. */
+  async trustedCas(): Promise<string[]> {
+    return (await TRUST.all(this.#db, this.#sql, [])).map((r) => r.cert_pem);
+  }
+
+  /** A refused connection or message of a known device, as a security event (bursts fold). */
+  async recordRefusal(e: { tenantId: string | null; deviceId: string; reason: string; at: string }) {
+    await new AttestationStore(this.#db, this.#sql).recordEvent({
+      tenantId: e.tenantId,
+      deviceId: e.deviceId,
+      kind: 'broker.refused',
+      reason: e.reason,
+      evidenceDigest: null,
+      at: e.at,
+    });
+  }
+}
