@@ -194,6 +194,54 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await add('runtime_events', 'text');
       },
     },
+    // 0004 is another branch's; the numbers keep the order once both are merged.
+    '0005_error_reports': {
+      async up(db: Kysely<unknown>) {
+        // Failure reports, kept for the retention period. Identity is (device, report UUID): a
+        // retried upload hits the key and is counted as a duplicate, never stored twice.
+        await db.schema
+          .createTable('error_reports')
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('id', 'text', (c) => c.notNull())
+          .addColumn('tenant_id', 'text', (c) => c.notNull())
+          .addColumn('bucket_id', 'text', (c) => c.notNull())
+          .addColumn('component_id', 'text', (c) => c.notNull())
+          .addColumn('image_id', 'text')
+          .addColumn('boot_id', 'text', (c) => c.notNull())
+          .addColumn('device_group_id', 'text')
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('last_at', 'text', (c) => c.notNull())
+          .addColumn('count', 'integer', (c) => c.notNull())
+          .addColumn('details', 'text', (c) => c.notNull())
+          .addColumn('received_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('error_reports_pk', ['device_id', 'id'])
+          .execute();
+        await db.schema
+          .createIndex('error_reports_tenant_at')
+          .on('error_reports')
+          .columns(['tenant_id', 'at'])
+          .execute();
+        await db.schema
+          .createIndex('error_reports_bucket')
+          .on('error_reports')
+          .columns(['tenant_id', 'bucket_id', 'at'])
+          .execute();
+        // One row per (tenant, component, kind, signature): what the bucket is. Its counts are
+        // computed from the retained reports, so retention and filters never leave them stale.
+        await db.schema
+          .createTable('error_buckets')
+          .addColumn('tenant_id', 'text', (c) => c.notNull())
+          .addColumn('id', 'text', (c) => c.notNull())
+          .addColumn('component_id', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('signature', 'text', (c) => c.notNull())
+          .addColumn('description', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('error_buckets_pk', ['tenant_id', 'id'])
+          .execute();
+      },
+    },
   };
 }
 

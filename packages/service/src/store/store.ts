@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { AttestationStore, RuntimeImageStore } from '../attestation/attestation-store.ts';
 import { AuditStore } from '../audit/audit-store.ts';
 import { DeviceRegistry, TenantDeviceStore } from '../devices/device-store.ts';
+import { ErrorReportRetentionStore, ErrorReportStore } from '../error-reports/report-store.ts';
 import { ProductStore } from '../products/product-store.ts';
 import { TenantStore, UserStore } from '../tenants/tenant-store.ts';
 import type { Connection } from './connect.ts';
@@ -16,6 +17,7 @@ export interface TenantScope {
   readonly products: ProductStore;
   readonly devices: TenantDeviceStore;
   readonly audit: AuditStore;
+  readonly errorReports: ErrorReportStore;
 }
 
 /** Platform-wide access, for the operator and for authentication only. */
@@ -25,6 +27,8 @@ export interface PlatformScope {
   readonly registry: DeviceRegistry;
   readonly audit: AuditStore;
   readonly runtimeImages: RuntimeImageStore;
+  /** retention of error reports: the one purge that runs across tenants */
+  readonly errorReportRetention: ErrorReportRetentionStore;
 }
 
 /**
@@ -51,6 +55,7 @@ export class Store {
       products,
       devices: new TenantDeviceStore(this.#db, this.#target, tenantId, products),
       audit: new AuditStore(this.#db, tenantId),
+      errorReports: new ErrorReportStore(this.#db, this.dialect, tenantId),
     };
   }
 
@@ -61,6 +66,7 @@ export class Store {
       registry: new DeviceRegistry(this.#db, this.#target),
       audit: new AuditStore(this.#db),
       runtimeImages: new RuntimeImageStore(this.#db),
+      errorReportRetention: new ErrorReportRetentionStore(this.#db),
     };
   }
 

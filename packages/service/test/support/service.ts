@@ -2,10 +2,11 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deviceIdOf } from '@heptad/protocol';
+import { createCertificateAuthority, deviceIdOf, issueServerCertificate } from '@heptad/protocol';
 import { type Kysely, sql } from 'kysely';
 import { createDatabase } from '../../../../test/support/postgres.ts';
 import { buildApp } from '../../src/app.ts';
+import type { ErrorReportOptions } from '../../src/error-reports/ingest.ts';
 import type { App } from '../../src/http/deps.ts';
 import { connect } from '../../src/store/connect.ts';
 import type { Database } from '../../src/store/schema.ts';
@@ -53,6 +54,9 @@ export interface TestService {
   readonly store: Store;
   readonly db: Kysely<Database>;
   readonly operatorToken: string;
+  /** with `https: true`: the listening service's URL and the CA its server certificate chains to */
+  readonly url: string;
+  readonly caPem: string;
   /** the injected clock; tests move it */
   now: Date;
   call(method: string, url: string, options?: CallOptions): Promise<CallResult>;
@@ -75,12 +79,14 @@ const TABLES = {
   device_certificates: 'serial',
   security_events: 'id',
   runtime_images: 'digest',
+  error_reports: 'id',
+  error_buckets: 'id',
 } as const;
 
 export async function createTestService(
   backend: BackendName,
   tag: string,
-  options: { bodyLimit?: number } = {},
+  options: { bodyLimit?: number; https?: boolean; errorReports?: Partial<ErrorReportOptions> } = {},
 ): Promise<TestService> {
   const { url, cleanup } = await storeUrl(backend, tag);
   const conn = await connect({ url });
@@ -92,6 +98,8 @@ export async function createTestService(
     store,
     db: conn.db,
     operatorToken: '',
+    url: '',
+    caPem: '',
     async call(method, path, o = {}) {
       const headers: Record<string, string> = { ...(o.headers ?? {}) };
       if (o.token !== undefined) headers['authorization'] = `Bearer ${o.token}`;
@@ -137,12 +145,34 @@ export async function createTestService(
   const op = await store.platform().users.createOperatorIfMissing(svc.now);
   if (!op) throw new Error('operator already exists in a fresh store');
   (svc as { operatorToken: string }).operatorToken = op.token;
+  let https: { key: string; cert: string } | null = null;
+  if (options.https) {
+    // The server certificate follows the real clock (the client checks it); the service clock is the test's.
+    const now = new Date(Date.now() - 86_400_000);
+    const ca = await createCertificateAuthority({ commonName: 'Test Platform CA', now, validityDays: 30 });
+    const server = await issueServerCertificate({
+      ca,
+      hosts: ['127.0.0.1', 'localhost'],
+      now,
+      validityDays: 30,
+    });
+    https = { key: server.keyPem, cert: `${server.certPem.trim()}\n${ca.certPem.trim()}\n` };
+    (svc as { caPem: string }).caPem = ca.certPem;
+  }
   (svc as { app: App }).app = await buildApp({
     store,
     clock: () => svc.now,
+    https,
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
+    ...(options.errorReports ? { errorReports: options.errorReports } : {}),
   });
   await svc.app.ready();
+  if (options.https) {
+    await svc.app.listen({ host: '127.0.0.1', port: 0 });
+    const address = svc.app.server.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    (svc as { url: string }).url = `https://127.0.0.1:${port}`;
+  }
   return svc;
 }
 
