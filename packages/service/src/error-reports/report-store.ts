@@ -296,7 +296,10 @@ export class ErrorReportRetentionStore {
 
   /**
    * Deletes reports older than `cutoff` in chunks (so a large purge never holds the store for
-   * long), then buckets that have no report left and were created before the cutoff.
+   * long), then buckets that have no report left. Reads take counts from the reports and only
+   * the signature text from the bucket row (left join), and ingest re-creates a missing bucket,
+   * so a bucket removed while a batch for it commits concurrently costs nothing but its text
+   * until the next report of it.
    */
   async purge(cutoff: string, chunk = 5_000): Promise<number> {
     let total = 0;
@@ -309,7 +312,7 @@ export class ErrorReportRetentionStore {
       total += n;
       if (n < chunk) break;
     }
-    await sql`DELETE FROM error_buckets WHERE created_at < ${cutoff} AND NOT EXISTS (SELECT 1 FROM error_reports r WHERE r.tenant_id = error_buckets.tenant_id AND r.bucket_id = error_buckets.id)`.execute(
+    await sql`DELETE FROM error_buckets WHERE NOT EXISTS (SELECT 1 FROM error_reports r WHERE r.tenant_id = error_buckets.tenant_id AND r.bucket_id = error_buckets.id)`.execute(
       this.#db,
     );
     return total;

@@ -305,13 +305,16 @@ export function errorReportRoutes(app: App, { store, clock, reports: options }: 
     async (req, reply) => {
       const scope = tenantScope(store, req);
       const now = clock();
-      const from = sinceOf(req.query.from, now);
       const to =
         req.query.to === undefined
           ? new Date(now.getTime() + options.maxSkewMs + 1)
           : parseTime(req.query.to, now);
-      if (to.toISOString() <= from)
+      if (req.query.from !== undefined && parseTime(req.query.from, now) >= to) {
         throw new HeptadError('REPORT_RANGE_INVALID', '--from must be before --to');
+      }
+      // A range that starts before the retention period starts at it (nothing older is
+      // returned); one that ends before it is empty.
+      const from = sinceOf(req.query.from, now);
       const format = req.query.format ?? 'csv';
       return reply
         .header(
