@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { HeptadError, isDeviceId } from '@heptad/protocol';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
+import { DEVICE_REPORT_COMMANDS, ERROR_REPORT_COMMANDS } from './error-report-commands.ts';
 import { saveProfile } from './profiles.ts';
 import { RUNTIME_COMMANDS } from './runtime-commands.ts';
 import { serveCommand } from './serve-command.ts';
@@ -607,6 +608,8 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...DEVICE_LOCAL_COMMANDS,
   ...PKI_COMMANDS,
   ...RUNTIME_COMMANDS,
+  ...DEVICE_REPORT_COMMANDS,
+  ...ERROR_REPORT_COMMANDS,
 
   // ---- audit ----
   {
