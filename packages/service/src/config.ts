@@ -3,6 +3,11 @@ import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { HeptadError } from '@heptad/protocol';
 import { DEFAULT_BODY_LIMIT } from './app.ts';
+import {
+  DEFAULT_REPORT_RATE_BURST,
+  DEFAULT_REPORT_RATE_PER_MINUTE,
+  DEFAULT_REPORT_RETENTION_DAYS,
+} from './error-reports/ingest.ts';
 
 export const DEFAULT_DATA_DIR = './heptad-data';
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
@@ -19,6 +24,11 @@ export interface ServiceConfig {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
   /** extra DNS names / IPs for the server certificate */
   readonly tlsHosts: readonly string[];
+  /** error reports: days kept (1–3650) */
+  readonly reportRetentionDays: number;
+  /** error reports per device and minute after the burst (1–1000000), and the burst (1–1000000) */
+  readonly reportRatePerMinute: number;
+  readonly reportRateBurst: number;
 }
 
 /** Settings as they arrive from a source, before validation. */
@@ -30,6 +40,9 @@ export interface RawConfig {
   bodyLimit?: string | number | undefined;
   logLevel?: string | undefined;
   tlsHosts?: string | readonly string[] | undefined;
+  reportRetentionDays?: string | number | undefined;
+  reportRatePerMinute?: string | number | undefined;
+  reportRateBurst?: string | number | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'silent'] as const;
@@ -70,7 +83,18 @@ export function readConfigFile(path: string): RawConfig {
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json))
     throw bad('config file', 'must be a JSON object');
-  const allowed = new Set(['data', 'listen', 'db', 'insecureHttp', 'bodyLimit', 'logLevel', 'tlsHosts']);
+  const allowed = new Set([
+    'data',
+    'listen',
+    'db',
+    'insecureHttp',
+    'bodyLimit',
+    'logLevel',
+    'tlsHosts',
+    'reportRetentionDays',
+    'reportRatePerMinute',
+    'reportRateBurst',
+  ]);
   for (const k of Object.keys(json))
     if (!allowed.has(k)) throw bad(`config file key "${k}"`, 'is not a setting');
   return json as RawConfig;
@@ -85,6 +109,9 @@ export function fromEnv(env: NodeJS.ProcessEnv): RawConfig {
     bodyLimit: env['HEPTAD_BODY_LIMIT'],
     logLevel: env['HEPTAD_LOG_LEVEL'],
     tlsHosts: env['HEPTAD_TLS_HOSTS'],
+    reportRetentionDays: env['HEPTAD_REPORT_RETENTION_DAYS'],
+    reportRatePerMinute: env['HEPTAD_REPORT_RATE_PER_MINUTE'],
+    reportRateBurst: env['HEPTAD_REPORT_RATE_BURST'],
   };
 }
 
@@ -117,6 +144,29 @@ export function resolveConfig(...sources: RawConfig[]): ServiceConfig {
   for (const h of tlsHosts)
     if (!isIP(h) && !/^[A-Za-z0-9.-]{1,253}$/.test(h))
       throw bad('--tls-host', `"${h}" is not a host name or IP`);
+  const int = (setting: string, value: string | number | undefined, fallback: number, max: number) => {
+    const n = Number(value ?? fallback);
+    if (!Number.isInteger(n) || n < 1 || n > max) throw bad(setting, `must be an integer from 1 to ${max}`);
+    return n;
+  };
+  const reportRetentionDays = int(
+    '--report-retention-days',
+    merged.reportRetentionDays,
+    DEFAULT_REPORT_RETENTION_DAYS,
+    3650,
+  );
+  const reportRatePerMinute = int(
+    '--report-rate-per-minute',
+    merged.reportRatePerMinute,
+    DEFAULT_REPORT_RATE_PER_MINUTE,
+    1_000_000,
+  );
+  const reportRateBurst = int(
+    '--report-rate-burst',
+    merged.reportRateBurst,
+    DEFAULT_REPORT_RATE_BURST,
+    1_000_000,
+  );
   return Object.freeze({
     dataDir,
     listen: Object.freeze(listen),
@@ -125,5 +175,8 @@ export function resolveConfig(...sources: RawConfig[]): ServiceConfig {
     bodyLimit,
     logLevel: logLevel as ServiceConfig['logLevel'],
     tlsHosts: Object.freeze(tlsHosts),
+    reportRetentionDays,
+    reportRatePerMinute,
+    reportRateBurst,
   });
 }

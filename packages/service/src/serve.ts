@@ -10,6 +10,7 @@ import {
 import pino, { type Logger } from 'pino';
 import { buildApp } from './app.ts';
 import type { ServiceConfig } from './config.ts';
+import { ErrorReportRetention } from './error-reports/retention.ts';
 import type { App } from './http/deps.ts';
 import { KeyStore } from './keys/key-store.ts';
 import { connect } from './store/connect.ts';
@@ -127,8 +128,22 @@ export async function startService(
       https = { key: server.keyPem, cert: `${server.certPem.trim()}\n${ca.certPem.trim()}\n` };
     }
 
-    const app = await buildApp({ store, clock, logger, bodyLimit: config.bodyLimit, https, keys });
+    const app = await buildApp({
+      store,
+      clock,
+      logger,
+      bodyLimit: config.bodyLimit,
+      https,
+      keys,
+      errorReports: {
+        retentionDays: config.reportRetentionDays,
+        ratePerMinute: config.reportRatePerMinute,
+        rateBurst: config.reportRateBurst,
+      },
+    });
     await app.listen({ host: config.listen.host, port: config.listen.port });
+    const retention = new ErrorReportRetention(store, clock, config.reportRetentionDays, logger);
+    retention.start();
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.listen.port;
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
@@ -142,6 +157,7 @@ export async function startService(
       operatorTokenPath: tokenPath,
       firstStart: created !== null,
       async close() {
+        await retention.stop();
         await app.close();
         await connection.close();
       },

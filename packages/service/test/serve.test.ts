@@ -203,6 +203,10 @@ describe('service configuration', () => {
     assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8443 });
     assert.equal(c.db, join(c.dataDir, 'heptad.sqlite'));
     assert.equal(c.insecureHttp, false);
+    assert.equal(c.reportRetentionDays, 14);
+    assert.equal(c.reportRatePerMinute, 100);
+    assert.equal(c.reportRateBurst, 1000);
+    assert.equal(resolveConfig(fromEnv({ HEPTAD_REPORT_RETENTION_DAYS: '30' })).reportRetentionDays, 30);
     assert.ok(Object.isFrozen(c));
   });
 
@@ -226,6 +230,11 @@ describe('service configuration', () => {
     refused({ db: 'mysql://x' });
     refused({ logLevel: 'loud' });
     refused({ tlsHosts: ['bad host'] });
+    refused({ reportRetentionDays: 0 });
+    refused({ reportRetentionDays: '14 days' });
+    refused({ reportRetentionDays: 3651 });
+    refused({ reportRatePerMinute: -1 });
+    refused({ reportRateBurst: 1.5 });
     assert.equal(resolveConfig({ insecureHttp: true, listen: '127.0.0.1:0' }).insecureHttp, true);
   });
 
