@@ -2,7 +2,9 @@
 // bucketing, the tenant API (filters, paging, detail), export (CSV/JSON) and retention.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { connect, createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { DeviceServiceClient, FaultyStorage, ReportQueue, uploadPending } from '@heptad/device';
 import { type ErrorReport, MAX_REPORT_BATCH } from '@heptad/protocol';
 import { sql } from 'kysely';
 import { DEFAULT_ERROR_REPORT_OPTIONS, prepareBatch } from '../src/error-reports/ingest.ts';
@@ -403,6 +405,107 @@ for (const backend of backends()) {
         assert.equal(buckets.length, 0);
       } finally {
         svc.now = saved;
+      }
+    });
+
+    describe('an upload cut on the wire (TCP proxy between device and service)', () => {
+      /**
+       * A TCP proxy in front of the service. `mode` says what happens to the next connection:
+       * 'request' cuts it after half the request bytes (the service never gets the batch),
+       * 'response' forwards the request and cuts it when the answer starts (the service
+       * committed, the device never hears), 'pass' forwards both ways.
+       */
+      let mode: 'request' | 'response' | 'pass' = 'pass';
+      let proxy: Server;
+      let proxyUrl = '';
+      before(async () => {
+        const target = new URL(svc.url);
+        proxy = createServer((client) => {
+          const m = mode;
+          const upstream = connect(Number(target.port), '127.0.0.1');
+          let sent = 0;
+          client.on('data', (b: Buffer) => {
+            sent += b.length;
+            // TLS records: after the handshake, a request of a few KB; half of it then cut.
+            if (m === 'request' && sent > 6_000) {
+              upstream.write(b.subarray(0, 100));
+              client.destroy();
+              upstream.destroy();
+              return;
+            }
+            upstream.write(b);
+          });
+          let answered = 0;
+          upstream.on('data', (b: Buffer) => {
+            answered += b.length;
+            // The handshake's server flight comes first; the answer is the data after the request.
+            if (m === 'response' && sent > 6_000 && answered > 0) {
+              client.destroy();
+              upstream.destroy();
+              return;
+            }
+            client.write(b);
+          });
+          client.on('error', () => upstream.destroy());
+          upstream.on('error', () => client.destroy());
+          client.on('close', () => upstream.destroy());
+          upstream.on('close', () => client.destroy());
+        });
+        await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+        proxyUrl = `https://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+      });
+      after(() => new Promise<void>((r) => proxy.close(() => r())));
+
+      for (const cut of ['request', 'response'] as const) {
+        test(`cut in the ${cut}: the retry stores every report exactly once`, async () => {
+          const d = await certified();
+          const queue = new ReportQueue(new FaultyStorage(), {
+            deviceId: d.id,
+            bootId: randomUUID(),
+            clock: () => new Date(svc.now.getTime() - 60_000),
+          });
+          for (let i = 0; i < 60; i++) {
+            queue.record({
+              kind: 'app-exit',
+              componentId: randomUUID(),
+              details: { exitCode: i, message: 'x'.repeat(200) },
+            });
+          }
+          const ids = queue.pending().map((r) => r.id);
+          const client = () =>
+            new DeviceServiceClient(proxyUrl, svc.caPem, 5_000, { chainPem: d.certPem, keyPem: d.keyPem });
+          mode = cut;
+          const c1 = client();
+          const first = await uploadPending(queue, c1);
+          c1.close();
+          assert.equal(first.stopped?.code, 'DEVICE_SERVICE_UNREACHABLE', JSON.stringify(first));
+          const stored = await svc.db
+            .selectFrom('error_reports')
+            .select('id')
+            .where('device_id', '=', d.id)
+            .execute();
+          assert.equal(
+            stored.length,
+            cut === 'request' ? 0 : 60,
+            'the service commits a whole batch or nothing',
+          );
+          mode = 'pass';
+          const c2 = client();
+          const retry = await uploadPending(queue, c2);
+          c2.close();
+          assert.deepEqual(retry, {
+            batches: 1,
+            accepted: cut === 'request' ? 60 : 0,
+            duplicate: cut === 'request' ? 0 : 60,
+            refused: 0,
+          });
+          const after = await svc.db
+            .selectFrom('error_reports')
+            .select('id')
+            .where('device_id', '=', d.id)
+            .execute();
+          assert.deepEqual(after.map((r) => r.id).sort(), [...ids].sort());
+        });
       }
     });
 
