@@ -9,7 +9,7 @@
 // memory. Every process started is stopped at the end; loopback only; runs are bounded by
 // count and time.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -22,6 +22,7 @@ import {
   deviceIdOf,
 } from '../packages/protocol/src/index.ts';
 import { createDatabase, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
+import { summariseProfile } from './support/cpuprofile.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const { values: opts } = parseArgs({
@@ -33,6 +34,8 @@ const { values: opts } = parseArgs({
     'export-reports': { type: 'string', default: '1000000' },
     'no-postgres': { type: 'boolean', default: false },
     'no-export': { type: 'boolean', default: false },
+    /** write the service's CPU profile to DIR and print its top functions */
+    profile: { type: 'string' },
   },
 });
 const BATCH = 100;
@@ -75,7 +78,11 @@ async function startServe(data: string, db?: string): Promise<Serve> {
   ];
   args.push('--log-level', 'warn', '--report-rate-burst', '1000000', '--report-rate-per-minute', '1000000');
   if (db) args.push('--db', db);
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const prof = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${opts.profile}`] : [];
+  const child = spawn(process.execPath, [...prof, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.push(child);
   let out = '';
   const info = await new Promise<Record<string, string>>((res, rej) => {
@@ -324,6 +331,14 @@ try {
   );
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of ingestRows) console.log(r);
+  if (opts.profile) {
+    for (const f of readdirSync(opts.profile).filter((x) => x.endsWith('.cpuprofile'))) {
+      const sum = summariseProfile(join(opts.profile, f), ROOT, 25);
+      console.log(`\nprofile ${f}: ${sum.totalMs.toFixed(0)} ms sampled`);
+      for (const fn of sum.functions) console.log(`  ${fn.percent.toFixed(1)}%  ${fn.name}  ${fn.where}`);
+      for (const pk of sum.packages) console.log(`  [${pk.percent.toFixed(1)}%  ${pk.name}]`);
+    }
+  }
   if (exportRows.length > 0) {
     console.log('\nCSV export through GET /v1/error-reports/export (streamed, client discards):');
     console.log(

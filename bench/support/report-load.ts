@@ -33,6 +33,19 @@ const STACKS = Array.from(
 );
 const BOOT = randomUUID();
 
+/** Report ids as the device library makes them: UUIDv7, time-ordered (packages/device reports/report.ts). */
+let last = 0;
+let seq = 0;
+function uuidv7(): string {
+  const now = Date.now();
+  seq = now === last ? seq + 1 : 0;
+  last = now;
+  const r = randomUUID();
+  const ms = now.toString(16).padStart(12, '0');
+  const s = (seq & 0xfff).toString(16).padStart(3, '0');
+  return `${ms.slice(0, 8)}-${ms.slice(8)}-7${s}-${r.slice(19)}`;
+}
+
 /** One batch as JSON text, built from parts: fresh ids, the device's time, varied buckets. */
 function batch(n: number): Buffer {
   const at = new Date(Date.now() - 60_000).toISOString();
@@ -44,7 +57,7 @@ function batch(n: number): Buffer {
       ? { stack: STACKS[k % 25], signal: 'SIGABRT', uptimeSeconds: 3600 }
       : { exitCode: k % 25, uptimeSeconds: 12 };
     parts.push(
-      `{"id":"${randomUUID()}","componentId":"${COMPONENTS[k % 20]}","imageId":"${IMAGES[k % 4]}","bootId":"${BOOT}","at":"${at}","kind":"${crash ? 'app-crash' : 'app-exit'}","count":1,"details":${JSON.stringify(details)}}`,
+      `{"id":"${uuidv7()}","componentId":"${COMPONENTS[k % 20]}","imageId":"${IMAGES[k % 4]}","bootId":"${BOOT}","at":"${at}","kind":"${crash ? 'app-crash' : 'app-exit'}","count":1,"details":${JSON.stringify(details)}}`,
     );
   }
   return Buffer.from(`{"reports":[${parts.join(',')}]}`);

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { type ErrorReportBatchResult, MAX_REPORT_JSON, RUNTIME_COMPONENT_ID } from '@heptad/protocol';
 import { ServiceRefusal } from '../src/agent/service-client.ts';
 import { REPORT_QUEUE_PATH, ReportQueue, readQueueFile } from '../src/reports/queue.ts';
-import { toWire } from '../src/reports/report.ts';
+import { newReportId, toWire } from '../src/reports/report.ts';
 import { type ReportSender, uploadPending } from '../src/reports/uploader.ts';
 import { FaultyStorage, PowerCut, type Storage } from '../src/state/storage.ts';
 
@@ -177,6 +177,14 @@ describe('error-report queue', () => {
     queue.record(crash());
     assert.equal(readQueueFile(storage, true).reports.length, 1);
   });
+});
+
+test('report ids are UUIDv7: lowercase, version 7, RFC 9562 variant, ordered in time', () => {
+  const ids = Array.from({ length: 5000 }, (_, i) => newReportId(1_790_000_000_000 + Math.floor(i / 100)));
+  for (const id of ids)
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.deepEqual([...ids].sort(), ids, 'sorted as text = sorted in time');
+  assert.equal(new Set(ids).size, ids.length);
 });
 
 describe('error-report upload', () => {

@@ -10,7 +10,14 @@ export {
   type ReportQueueOptions,
   readQueueFile,
 } from './queue.ts';
-export { fitReport, type QueuedReport, type ReportEvent, sanitizeDetails, toWire } from './report.ts';
+export {
+  fitReport,
+  newReportId,
+  type QueuedReport,
+  type ReportEvent,
+  sanitizeDetails,
+  toWire,
+} from './report.ts';
 export {
   createReportSender,
   ERROR_REPORTS_PATH,

@@ -10,10 +10,16 @@
  * - A report handed to an upload is sealed: never changed again, so a retry after a lost answer
  *   sends exactly what the service may already hold under that id (idempotent by UUID).
  */
-import { randomUUID } from 'node:crypto';
 import { type ErrorReportKind, HeptadError, RUNTIME_COMPONENT_ID, signatureOf } from '@heptad/protocol';
 import type { Storage } from '../state/storage.ts';
-import { fitReport, isUuid, type QueuedReport, type ReportEvent, sanitizeDetails } from './report.ts';
+import {
+  fitReport,
+  isUuid,
+  newReportId,
+  type QueuedReport,
+  type ReportEvent,
+  sanitizeDetails,
+} from './report.ts';
 
 export const REPORT_QUEUE_PATH = 'reports/queue.json';
 export const DEFAULT_QUEUE_CAPACITY = 256;
@@ -108,7 +114,7 @@ export class ReportQueue {
     this.#deviceId = options.deviceId;
     this.#bootId = options.bootId;
     this.#clock = options.clock ?? (() => new Date());
-    this.#newId = options.newId ?? randomUUID;
+    this.#newId = options.newId ?? (() => newReportId(this.#clock().getTime()));
     this.#capacity = options.capacity ?? DEFAULT_QUEUE_CAPACITY;
     this.#maxBytes = options.maxBytes ?? DEFAULT_QUEUE_MAX_BYTES;
     this.#windowMs = options.windowMs ?? DEFAULT_COALESCE_WINDOW_MS;

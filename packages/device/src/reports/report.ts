@@ -4,6 +4,7 @@
  * hits an error. A report is made to pass the service's rules here (bounded text, safe
  * alphabets), so one odd event can never make a batch the service refuses.
  */
+import { randomBytes } from 'node:crypto';
 import {
   type ErrorReport,
   type ErrorReportDetails,
@@ -44,6 +45,28 @@ export interface QueuedReport {
    * exactly what the service may already hold under this id), and new events fold elsewhere.
    */
   readonly sealed: boolean;
+}
+
+let lastMs = 0;
+let seqInMs = 0;
+
+/**
+ * A report id: UUIDv7 (RFC 9562 §5.7): 48 bits of Unix milliseconds, a 12-bit counter within
+ * the millisecond, 62 random bits. Time-ordered ids land at the end of the service's
+ * (device, id) key instead of all over it, which keeps ingest cheap; any UUID is accepted.
+ */
+export function newReportId(now = Date.now()): string {
+  if (now > lastMs) {
+    lastMs = now;
+    seqInMs = 0;
+  } else {
+    seqInMs = (seqInMs + 1) & 0xfff; // same (or an earlier, after a clock step) millisecond
+  }
+  const r = randomBytes(8);
+  const ms = lastMs.toString(16).padStart(12, '0');
+  const variant = ((r[0] as number) & 0x3f) | 0x80;
+  const tail = Buffer.concat([Buffer.from([variant]), r.subarray(1)]).toString('hex');
+  return `${ms.slice(0, 8)}-${ms.slice(8, 12)}-7${seqInMs.toString(16).padStart(3, '0')}-${tail.slice(0, 4)}-${tail.slice(4, 16)}`;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

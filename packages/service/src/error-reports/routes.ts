@@ -15,6 +15,7 @@ import type { App, RouteDeps } from '../http/deps.ts';
 import { deviceOf } from '../http/device-auth.ts';
 import { DeviceGroupRef, errorResponses, Limit, NullableString, Timestamp } from '../http/schemas.ts';
 import { exportStream } from './export.ts';
+import { IngestGroupCommit } from './group-commit.ts';
 import { type ErrorReportOptions, prepareBatch, ReportRateLimiter } from './ingest.ts';
 
 const LowerUuid = Type.String({
@@ -128,6 +129,7 @@ const MAX_BATCH_BODY = MAX_REPORT_BATCH * MAX_REPORT_JSON * 3 + 64 * 1024;
 export function errorReportRoutes(app: App, { store, clock, reports: options }: ErrorReportDeps): void {
   app.addSchema(Bucket);
   const limiter = new ReportRateLimiter(options.rateBurst, options.ratePerMinute);
+  const writer = new IngestGroupCommit(store);
   const retentionStart = (now: Date) => new Date(now.getTime() - options.retentionDays * 86_400_000);
   /** `since` clamped to the retention period: nothing older is ever returned. */
   const sinceOf = (value: string | undefined, now: Date) => {
@@ -188,7 +190,7 @@ export function errorReportRoutes(app: App, { store, clock, reports: options }: 
         if (typeof wait === 'number') reply.header('retry-after', String(wait));
         throw e;
       }
-      const accepted = await store.forTenant(device.tenantId).errorReports.ingest(device, prepared, now);
+      const accepted = await writer.ingest(device.tenantId, device, prepared, now);
       return { accepted, duplicate: duplicateInBatch + (prepared.length - accepted) };
     },
   );
