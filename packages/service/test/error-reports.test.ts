@@ -369,6 +369,56 @@ for (const backend of backends()) {
       assert.deepEqual(retry.json, { accepted: 3, duplicate: 0 });
     });
 
+    test('concurrent batches commit together; one the store refuses fails alone, the others are stored', async () => {
+      const ds = await Promise.all([certified(), certified(), certified(), certified()]);
+      const poison = report();
+      const trigger = async (on: boolean) => {
+        if (backend === 'sqlite') {
+          await sql
+            .raw(
+              on
+                ? `CREATE TRIGGER fail_group BEFORE INSERT ON error_reports WHEN NEW.id = '${poison.id}' BEGIN SELECT RAISE(ABORT, 'injected'); END`
+                : 'DROP TRIGGER fail_group',
+            )
+            .execute(svc.db);
+        } else if (on) {
+          await sql
+            .raw(
+              `CREATE FUNCTION fail_group() RETURNS trigger AS $$ BEGIN IF NEW.id = '${poison.id}' THEN RAISE EXCEPTION 'injected'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`,
+            )
+            .execute(svc.db);
+          await sql
+            .raw(
+              'CREATE TRIGGER fail_group BEFORE INSERT ON error_reports FOR EACH ROW EXECUTE FUNCTION fail_group()',
+            )
+            .execute(svc.db);
+        } else {
+          await sql.raw('DROP TRIGGER fail_group ON error_reports').execute(svc.db);
+          await sql.raw('DROP FUNCTION fail_group()').execute(svc.db);
+        }
+      };
+      await trigger(true);
+      let results: TlsCallResult[];
+      const batches = ds.map((_, i) => ({ reports: i === 2 ? [report(), poison] : [report(), report()] }));
+      try {
+        results = await Promise.all(ds.map((d, i) => upload(d, batches[i])));
+      } finally {
+        await trigger(false);
+      }
+      assert.deepEqual(
+        results.map((r) => r.status),
+        [200, 200, 500, 200],
+      );
+      for (const [i, d] of ds.entries()) {
+        const rows = await svc.db
+          .selectFrom('error_reports')
+          .select('id')
+          .where('device_id', '=', d.id)
+          .execute();
+        assert.equal(rows.length, i === 2 ? 0 : 2);
+      }
+    });
+
     test('retention: nothing older than the period is returned, and the job deletes it and its empty buckets', async () => {
       const d = await certified();
       const C = randomUUID();
