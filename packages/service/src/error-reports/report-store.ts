@@ -272,11 +272,13 @@ export class ErrorReportStore {
     after: { at: string; deviceId: string; id: string } | null,
     limit: number,
   ): Promise<ExportRow[]> {
+    // `at >= cursor.at` as a plain range lets the (tenant, at) index seek to the page: the row
+    // comparison alone is a filter, and every page would scan from the start (quadratic).
     let q = this.#db
       .selectFrom('error_reports')
       .selectAll()
       .where('tenant_id', '=', this.#tenantId)
-      .where('at', '>=', range.from)
+      .where('at', '>=', after && after.at > range.from ? after.at : range.from)
       .where('at', '<', range.to);
     if (after) {
       q = q.where(sql<boolean>`(at, device_id, id) > (${after.at}, ${after.deviceId}, ${after.id})`);
