@@ -2,6 +2,8 @@ import {
   bucketIdOf,
   describeReport,
   type ErrorReport,
+  type ErrorReportDetails,
+  type ErrorReportKind,
   type FieldError,
   HeptadError,
   MAX_REPORT_JSON,
@@ -33,6 +35,29 @@ export const DEFAULT_ERROR_REPORT_OPTIONS: ErrorReportOptions = Object.freeze({
 });
 
 /**
+ * A fleet sends the same few failures over and over: the signature, bucket and description of a
+ * (component, kind, details) are remembered (bounded), sparing the stack normalisation and the
+ * hash for every repeat. Keyed by the exact details JSON, so only identical input shares a result.
+ */
+const BUCKET_CACHE_MAX = 10_000;
+const bucketCache = new Map<string, { signature: string; bucketId: string; description: string }>();
+function bucketOf(componentId: string, kind: ErrorReportKind, details: ErrorReportDetails, json: string) {
+  const key = `${componentId}\0${kind}\0${json}`;
+  let hit = bucketCache.get(key);
+  if (hit === undefined) {
+    const signature = signatureOf(kind, details);
+    hit = {
+      signature,
+      bucketId: bucketIdOf(componentId, kind, signature),
+      description: describeReport(kind, details).slice(0, 500),
+    };
+    if (bucketCache.size >= BUCKET_CACHE_MAX) bucketCache.delete(bucketCache.keys().next().value as string);
+    bucketCache.set(key, hit);
+  }
+  return hit;
+}
+
+/**
  * Checks a schema-valid batch against what the schema cannot express and prepares it for the
  * store: every report is the sender's own, within its size, and stamped inside
  * [now − retention, now + skew]. All bad reports are listed (as `reports/N/field`), and one bad
@@ -50,6 +75,7 @@ export function prepareBatch(
   const skewed: FieldError[] = [];
   const latest = now.getTime() + options.maxSkewMs;
   const earliest = now.getTime() - options.retentionDays * 86_400_000;
+  const detailsJson: string[] = [];
   reports.forEach((r, i) => {
     if (r.deviceId !== undefined && r.deviceId !== device.deviceId) {
       mismatched.push({
@@ -57,7 +83,10 @@ export function prepareBatch(
         problem: 'is not the device of the client certificate',
       });
     }
-    if (JSON.stringify(r).length > MAX_REPORT_JSON) {
+    // The report's JSON size, without serialising it twice: its details are kept as JSON anyway.
+    const details = JSON.stringify(r.details);
+    detailsJson.push(details);
+    if (JSON.stringify({ ...r, details: 0 }).length - 1 + details.length > MAX_REPORT_JSON) {
       tooLarge.push({
         field: `reports/${i}`,
         problem: `is larger than ${MAX_REPORT_JSON} characters of JSON`,
@@ -81,16 +110,17 @@ export function prepareBatch(
 
   const seen = new Set<string>();
   const prepared: PreparedReport[] = [];
-  for (const r of reports) {
+  reports.forEach((r, i) => {
     const id = r.id.toLowerCase();
-    if (seen.has(id)) continue;
+    if (seen.has(id)) return;
     seen.add(id);
     const componentId = r.componentId.toLowerCase();
-    const signature = signatureOf(r.kind, r.details);
+    const details = detailsJson[i] as string;
+    const b = bucketOf(componentId, r.kind, r.details, details);
     const at = new Date(r.at).toISOString();
     prepared.push({
       id,
-      bucketId: bucketIdOf(componentId, r.kind, signature),
+      bucketId: b.bucketId,
       componentId,
       imageId: r.imageId?.toLowerCase() ?? null,
       bootId: r.bootId.toLowerCase(),
@@ -98,11 +128,11 @@ export function prepareBatch(
       at,
       lastAt: r.lastAt === undefined ? at : new Date(r.lastAt).toISOString(),
       count: r.count,
-      details: JSON.stringify(r.details),
-      signature,
-      description: describeReport(r.kind, r.details).slice(0, 500),
+      details,
+      signature: b.signature,
+      description: b.description,
     });
-  }
+  });
   return { prepared, duplicateInBatch: reports.length - prepared.length };
 }
 
