@@ -125,6 +125,78 @@ export class ServiceClient {
     throw new ApiError(status, problem);
   }
 
+  /**
+   * A GET whose body is streamed to `sink` chunk by chunk (exports of any size, in bounded
+   * memory). Resolves with the bytes written; a non-2xx answer is read (bounded) and thrown as
+   * an ApiError, and nothing reaches the sink.
+   */
+  stream(path: string, sink: (chunk: Buffer) => Promise<void> | void): Promise<number> {
+    const target = new URL(path, this.#url);
+    const mod = target.protocol === 'https:' ? https : plainHttp();
+    return new Promise((resolve, reject) => {
+      const req = mod.request(
+        target,
+        {
+          method: 'GET',
+          agent: this.#agent,
+          headers: { authorization: `Bearer ${this.#token}`, accept: '*/*' },
+          timeout: this.#timeoutMs,
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          if (status < 200 || status >= 300) {
+            const chunks: Buffer[] = [];
+            let size = 0;
+            res.on('data', (c: Buffer) => {
+              size += c.length;
+              if (size <= 64 * 1024) chunks.push(c);
+            });
+            res.on('end', () => {
+              let problem: Record<string, unknown> = {};
+              try {
+                problem = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+              } catch {
+                // not a problem document; the status alone is reported
+              }
+              reject(new ApiError(status, problem));
+            });
+            res.on('error', reject);
+            return;
+          }
+          let bytes = 0;
+          (async () => {
+            for await (const chunk of res) {
+              bytes += (chunk as Buffer).length;
+              await sink(chunk as Buffer);
+            }
+          })().then(() => resolve(bytes), reject);
+        },
+      );
+      req.on('timeout', () =>
+        req.destroy(
+          new HeptadError(
+            'CLI_CONNECTION_FAILED',
+            `no answer from ${this.#url.origin} within ${this.#timeoutMs} ms`,
+          ),
+        ),
+      );
+      req.on('error', (e: Error & { code?: string }) => {
+        if (e instanceof HeptadError) return reject(e);
+        if (e.code && TLS_TRUST_CODES.has(e.code)) {
+          return reject(
+            new HeptadError('CLI_TLS_UNTRUSTED', `${this.#url.origin}: ${e.message}`, { cause: e }),
+          );
+        }
+        reject(
+          new HeptadError('CLI_CONNECTION_FAILED', `${this.#url.origin}: ${e.code ?? e.message}`, {
+            cause: e,
+          }),
+        );
+      });
+      req.end();
+    });
+  }
+
   /** Sends raw bytes (application/octet-stream); `onProgress` hears of every chunk written. */
   async upload<T>(
     path: string,

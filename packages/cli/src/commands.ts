@@ -4,6 +4,7 @@ import { HeptadError, isDeviceId } from '@heptad/protocol';
 import { BROKER_COMMANDS } from './broker-commands.ts';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
+import { DEVICE_REPORT_COMMANDS, ERROR_REPORT_COMMANDS } from './error-report-commands.ts';
 import { CAPABILITY_COMMANDS, DEPLOYMENT_COMMANDS, IMAGE_COMMANDS } from './image-commands.ts';
 import { renderRecord } from './output.ts';
 import { saveProfile } from './profiles.ts';
@@ -665,6 +666,8 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...CAPABILITY_COMMANDS,
   ...RUNTIME_RELEASE_COMMANDS,
   ...BROKER_COMMANDS,
+  ...DEVICE_REPORT_COMMANDS,
+  ...ERROR_REPORT_COMMANDS,
 
   // ---- audit ----
   {

@@ -62,6 +62,24 @@ export const serveCommand: CommandSpec = {
       valueName: 'BYTES',
       description: 'largest MQTT packet the broker reads (default 262144)',
     },
+    {
+      name: 'report-retention-days',
+      type: 'string',
+      valueName: 'DAYS',
+      description: 'days error reports are kept (default 14)',
+    },
+    {
+      name: 'report-rate-per-minute',
+      type: 'string',
+      valueName: 'N',
+      description: 'error reports a device may send per minute after its burst (default 100)',
+    },
+    {
+      name: 'report-rate-burst',
+      type: 'string',
+      valueName: 'N',
+      description: 'error reports a device may send at once (default 1000)',
+    },
     { name: 'config', type: 'string', valueName: 'FILE', description: 'JSON config file (no secrets in it)' },
   ],
   service: false,
@@ -88,6 +106,9 @@ export const serveCommand: CommandSpec = {
       tlsHosts: o['tls-host'] as string[] | undefined,
       mqttListen: o['mqtt-listen'] as string | undefined,
       mqttMaxPacketSize: o['mqtt-max-packet-size'] as string | undefined,
+      reportRetentionDays: o['report-retention-days'] as string | undefined,
+      reportRatePerMinute: o['report-rate-per-minute'] as string | undefined,
+      reportRateBurst: o['report-rate-burst'] as string | undefined,
     };
     if (typeof flags.data === 'string') flags.data = resolve(ctx.io.cwd, flags.data);
     const config = resolveConfig(file, fromEnv(ctx.io.env), flags);

@@ -8,7 +8,7 @@ export {
   nextAttestationDelay,
   retryDelay,
 } from './agent/attest.ts';
-export { DeviceServiceClient, ServiceRefusal } from './agent/service-client.ts';
+export { type ClientCertificate, DeviceServiceClient, ServiceRefusal } from './agent/service-client.ts';
 export { type BootOptions, type BootResult, boot } from './boot/bootloader.ts';
 export { type BootInfo, EXIT, INCOMING_RUNTIME_PATH, type RuntimeMessage } from './boot/contract.ts';
 export { acknowledgeEvents, appendEvents, readEvents } from './boot/events.ts';
@@ -26,6 +26,7 @@ export {
 export { type BootState, loadBootState, parseBootState, slotPath } from './boot/slots.ts';
 export { type RunStatus, readRunStatus } from './boot/status.ts';
 export { type ManufactureOptions, type ManufactureResult, manufacture } from './manufacture.ts';
+export * from './reports/index.ts';
 export { openRootOfTrust } from './rot/open.ts';
 export type { QuoteResult, RootOfTrust, RootOfTrustKind } from './rot/root-of-trust.ts';
 export { SoftRootOfTrust } from './rot/soft/soft-root-of-trust.ts';

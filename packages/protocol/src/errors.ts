@@ -46,6 +46,37 @@ export const ERROR_REGISTRY = {
     hint: 'use the token of a user of the tenant (heptad user create … --tenant T)',
   },
 
+  AUTH_DEVICE_CERT_MISSING: {
+    status: 401,
+    title: 'This device route needs a device client certificate (mTLS)',
+    hint: 'connect over HTTPS with the 24 h device certificate and key the tenant CA issued at attestation',
+  },
+  AUTH_DEVICE_CERT_UNTRUSTED: {
+    status: 401,
+    title: 'The client certificate was not issued by a tenant CA of this service',
+    hint: 'attest the device (heptad device attest) and use the certificate it earned',
+  },
+  AUTH_DEVICE_CERT_EXPIRED: {
+    status: 401,
+    title: 'The device certificate has expired or is not yet valid',
+    hint: 'attest again for a fresh 24 h certificate; check the device clock',
+  },
+  AUTH_DEVICE_CERT_REVOKED: {
+    status: 401,
+    title: 'The device certificate has been revoked',
+    hint: 'attest again for a new certificate (a quarantined device must be released first)',
+  },
+  AUTH_DEVICE_QUARANTINED: {
+    status: 403,
+    title: 'The device is quarantined',
+    hint: 'a tenant Contributor releases it with heptad device release ID once it is trusted again',
+  },
+  AUTH_DEVICE_NOT_CLAIMED: {
+    status: 403,
+    title: 'The device is no longer claimed by the tenant its certificate names',
+    hint: 'claim the device again and attest for a certificate of its tenant',
+  },
+
   // Request shape
   REQUEST_INVALID: {
     status: 400,
@@ -379,6 +410,48 @@ export const ERROR_REGISTRY = {
     status: 0,
     title: 'The device cannot reach the security service',
     hint: 'check the network and the service URL in the device state',
+  },
+
+  // Error reports (failure reporting)
+  REPORT_BATCH_TOO_LARGE: {
+    status: 413,
+    title: 'The error-report batch holds more reports than allowed',
+    hint: 'send at most 100 reports per batch',
+  },
+  REPORT_TOO_LARGE: {
+    status: 413,
+    title: 'An error report is larger than allowed',
+    hint: 'keep each report within 16 KiB of JSON (the device library trims stacks and messages)',
+  },
+  REPORT_DEVICE_MISMATCH: {
+    status: 403,
+    title: 'A report names another device than the certificate that sent it',
+    hint: 'a device sends only its own reports; leave deviceId out or set it to the id in the certificate',
+  },
+  REPORT_TIME_SKEWED: {
+    status: 400,
+    title: 'A report time is too far in the future or older than the retention period',
+    hint: 'set the device clock (NTP); reports older than the retention period are not accepted',
+  },
+  REPORT_RATE_LIMITED: {
+    status: 429,
+    title: 'This device sent more reports than its rate allows',
+    hint: 'wait the Retry-After seconds and send again; the batch was not stored',
+  },
+  REPORT_BUCKET_NOT_FOUND: {
+    status: 404,
+    title: 'No such error-report bucket',
+    hint: 'list buckets with heptad error-report list',
+  },
+  REPORT_RANGE_INVALID: {
+    status: 400,
+    title: 'The time range is not valid',
+    hint: 'give --from before --to, both ISO-8601 UTC (or 7d, 24h relative to now)',
+  },
+  REPORT_QUEUE_INVALID: {
+    status: 0,
+    title: "The device's error-report queue cannot be read",
+    hint: 'give the --state folder of a manufactured device; a damaged queue is replaced at the next record',
   },
 
   // Image packages

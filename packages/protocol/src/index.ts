@@ -2,6 +2,7 @@ export * from './app-manifest/index.ts';
 export * from './atomic-file.ts';
 export * from './attestation.ts';
 export * from './device-id.ts';
+export * from './error-report.ts';
 export * from './errors.ts';
 export * from './package/index.ts';
 export * from './pki/index.ts';

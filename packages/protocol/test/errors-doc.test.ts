@@ -21,6 +21,7 @@ const AREAS = [
   'BOOT',
   'ATTEST',
   'RUNTIME',
+  'REPORT',
   'IMAGE',
   'DEPLOYMENT',
   'APP',

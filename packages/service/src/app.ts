@@ -13,6 +13,8 @@ import { MqttBroker, type MqttBrokerOptions, NO_SESSIONS } from './broker/mqtt-b
 import { capabilityRoutes } from './capabilities/routes.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
 import { deviceRoutes } from './devices/routes.ts';
+import { DEFAULT_ERROR_REPORT_OPTIONS, type ErrorReportOptions } from './error-reports/ingest.ts';
+import { errorReportRoutes } from './error-reports/routes.ts';
 import { createAuthenticator } from './http/auth.ts';
 import type { App, RouteDeps } from './http/deps.ts';
 import { operationsRoutes } from './http/operations.ts';
@@ -45,6 +47,8 @@ export interface AppOptions {
   readonly blobs?: BlobStore;
   /** the embedded MQTT broker: started when the app is ready, stopped when it closes; none when omitted */
   readonly mqtt?: MqttBrokerOptions | null;
+  /** error-report limits and retention (defaults: DEFAULT_ERROR_REPORT_OPTIONS) */
+  readonly errorReports?: Partial<ErrorReportOptions>;
 }
 
 declare module 'fastify' {
@@ -76,8 +80,14 @@ export async function buildApp(options: AppOptions): Promise<App> {
     },
   };
   // One App type for both transports: the HTTPS server is a node:http-compatible server.
+  // Devices authenticate with their tenant-CA certificate on the same listener (device routes,
+  // http/device-auth.ts): a certificate is asked for but not required, and not verified by TLS
+  // against a fixed list — tenant CAs come and rotate at run time, so device-auth.ts checks it.
   const instance = options.https
-    ? Fastify({ ...fastifyOptions, https: options.https } as FastifyServerOptions)
+    ? Fastify({
+        ...fastifyOptions,
+        https: { ...options.https, requestCert: true, rejectUnauthorized: false },
+      } as FastifyServerOptions)
     : Fastify(fastifyOptions);
   const app = instance.withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
@@ -93,6 +103,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   }
 
   app.decorateRequest('principal', null);
+  app.decorateRequest('device', null);
   app.addHook('onRoute', (route) => {
     if (!route.config?.access && !route.url.startsWith('/docs')) {
       throw new Error(`route ${route.method} ${route.url} declares no access rule`);
@@ -157,6 +168,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   productRoutes(app, deps);
   deviceRoutes(app, deps);
   auditRoutes(app, deps);
+  errorReportRoutes(app, { ...deps, reports: { ...DEFAULT_ERROR_REPORT_OPTIONS, ...options.errorReports } });
   const keys = options.keys ?? new KeyStore(randomBytes(32));
   const pki = new TenantPki(options.store.db, keys, clock, broker ? () => broker.reloadTrust() : undefined);
   const nonces = new NonceIssuer(keys.derive('attestation-nonce'));

@@ -8,6 +8,11 @@ import {
   MAX_MQTT_MAX_PACKET_SIZE,
   MIN_MQTT_MAX_PACKET_SIZE,
 } from './broker/mqtt-broker.ts';
+import {
+  DEFAULT_REPORT_RATE_BURST,
+  DEFAULT_REPORT_RATE_PER_MINUTE,
+  DEFAULT_REPORT_RETENTION_DAYS,
+} from './error-reports/ingest.ts';
 
 export const DEFAULT_DATA_DIR = './heptad-data';
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
@@ -29,6 +34,11 @@ export interface ServiceConfig {
   readonly mqttListen: { readonly host: string; readonly port: number } | null;
   /** largest MQTT packet the broker reads */
   readonly mqttMaxPacketSize: number;
+  /** error reports: days kept (1–3650) */
+  readonly reportRetentionDays: number;
+  /** error reports per device and minute after the burst (1–1000000), and the burst (1–1000000) */
+  readonly reportRatePerMinute: number;
+  readonly reportRateBurst: number;
 }
 
 /** Settings as they arrive from a source, before validation. */
@@ -42,6 +52,9 @@ export interface RawConfig {
   tlsHosts?: string | readonly string[] | undefined;
   mqttListen?: string | undefined;
   mqttMaxPacketSize?: string | number | undefined;
+  reportRetentionDays?: string | number | undefined;
+  reportRatePerMinute?: string | number | undefined;
+  reportRateBurst?: string | number | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'silent'] as const;
@@ -96,6 +109,9 @@ export function readConfigFile(path: string): RawConfig {
     'tlsHosts',
     'mqttListen',
     'mqttMaxPacketSize',
+    'reportRetentionDays',
+    'reportRatePerMinute',
+    'reportRateBurst',
   ]);
   for (const k of Object.keys(json))
     if (!allowed.has(k)) throw bad(`config file key "${k}"`, 'is not a setting');
@@ -113,6 +129,9 @@ export function fromEnv(env: NodeJS.ProcessEnv): RawConfig {
     tlsHosts: env['HEPTAD_TLS_HOSTS'],
     mqttListen: env['HEPTAD_MQTT_LISTEN'],
     mqttMaxPacketSize: env['HEPTAD_MQTT_MAX_PACKET_SIZE'],
+    reportRetentionDays: env['HEPTAD_REPORT_RETENTION_DAYS'],
+    reportRatePerMinute: env['HEPTAD_REPORT_RATE_PER_MINUTE'],
+    reportRateBurst: env['HEPTAD_REPORT_RATE_BURST'],
   };
 }
 
@@ -169,6 +188,29 @@ export function resolveConfig(...sources: RawConfig[]): ServiceConfig {
       `must be an integer from ${MIN_MQTT_MAX_PACKET_SIZE} to ${MAX_MQTT_MAX_PACKET_SIZE} bytes`,
     );
   }
+  const int = (setting: string, value: string | number | undefined, fallback: number, max: number) => {
+    const n = Number(value ?? fallback);
+    if (!Number.isInteger(n) || n < 1 || n > max) throw bad(setting, `must be an integer from 1 to ${max}`);
+    return n;
+  };
+  const reportRetentionDays = int(
+    '--report-retention-days',
+    merged.reportRetentionDays,
+    DEFAULT_REPORT_RETENTION_DAYS,
+    3650,
+  );
+  const reportRatePerMinute = int(
+    '--report-rate-per-minute',
+    merged.reportRatePerMinute,
+    DEFAULT_REPORT_RATE_PER_MINUTE,
+    1_000_000,
+  );
+  const reportRateBurst = int(
+    '--report-rate-burst',
+    merged.reportRateBurst,
+    DEFAULT_REPORT_RATE_BURST,
+    1_000_000,
+  );
   return Object.freeze({
     dataDir,
     listen: Object.freeze(listen),
@@ -179,5 +221,8 @@ export function resolveConfig(...sources: RawConfig[]): ServiceConfig {
     tlsHosts: Object.freeze(tlsHosts),
     mqttListen: mqttListen && Object.freeze(mqttListen),
     mqttMaxPacketSize,
+    reportRetentionDays,
+    reportRatePerMinute,
+    reportRateBurst,
   });
 }

@@ -10,6 +10,7 @@ import {
 import pino, { type Logger } from 'pino';
 import { buildApp } from './app.ts';
 import type { ServiceConfig } from './config.ts';
+import { ErrorReportRetention } from './error-reports/retention.ts';
 import type { App } from './http/deps.ts';
 import { FsBlobStore } from './images/blob-store.ts';
 import { KeyStore } from './keys/key-store.ts';
@@ -148,8 +149,15 @@ export async function startService(
       keys,
       blobs,
       mqtt,
+      errorReports: {
+        retentionDays: config.reportRetentionDays,
+        ratePerMinute: config.reportRatePerMinute,
+        rateBurst: config.reportRateBurst,
+      },
     });
     await app.listen({ host: config.listen.host, port: config.listen.port });
+    const retention = new ErrorReportRetention(store, clock, config.reportRetentionDays, logger);
+    retention.start();
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.listen.port;
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
@@ -170,6 +178,7 @@ export async function startService(
       operatorTokenPath: tokenPath,
       firstStart: created !== null,
       async close() {
+        await retention.stop();
         await app.close();
         await connection.close();
       },

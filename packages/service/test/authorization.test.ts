@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { DEFAULT_ERROR_REPORT_OPTIONS, prepareBatch } from '../src/error-reports/ingest.ts';
 import { appPackage, octet } from './support/images.ts';
 import {
   backends,
@@ -19,7 +20,7 @@ import { createSoftDevice, type SoftDevice, wire } from './support/soft-device.t
  * ANOTHER tenant fares: 'notFound' (the resource is invisible) or 'own' (the call acts on, or
  * lists, the caller's own tenant only).
  */
-type Min = 'public' | 'operator' | 'Reader' | 'Contributor' | 'Administrator';
+type Min = 'public' | 'device' | 'operator' | 'Reader' | 'Contributor' | 'Administrator';
 interface Row {
   method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   route: string;
@@ -35,6 +36,8 @@ interface Fixture {
   a: SeededTenant;
   productId: string;
   deviceId: string;
+  /** a bucket of tenant A holding one report */
+  bucketId: string;
   /** a fresh soft-RoT device, registered and claimed by tenant A */
   softDevice(): Promise<SoftDevice>;
 }
@@ -572,6 +575,35 @@ const ROWS: Row[] = [
       return { url: `/v1/devices/${d.id}/quarantine` };
     },
   },
+  // Device routes take no token, whoever's: only a tenant-CA client certificate over mTLS
+  // (device-auth.test.ts covers the certificate cases on a real TLS listener).
+  {
+    method: 'POST',
+    route: '/v1/device/error-reports',
+    min: 'device',
+    prepare: async () => ({ url: '/v1/device/error-reports', body: { reports: [] } }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/error-reports/buckets',
+    min: 'Reader',
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/error-reports/buckets' }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/error-reports/buckets/{bucketId}',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/error-reports/buckets/${f.bucketId}` }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/error-reports/export',
+    min: 'Reader',
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/error-reports/export?format=json' }),
+  },
 ];
 
 const RANK: Record<string, number> = { Reader: 1, Contributor: 2, Administrator: 3 };
@@ -598,6 +630,7 @@ const CALLERS: Caller[] = [
 /** Expected outcome: 'ok' (2xx), or the error code. */
 function expected(row: Row, caller: Caller): string {
   if (row.min === 'public') return 'ok';
+  if (row.min === 'device') return 'AUTH_DEVICE_CERT_MISSING';
   if (caller === 'anonymous') return 'AUTH_TOKEN_MISSING';
   if (caller === 'invalid') return 'AUTH_TOKEN_INVALID';
   if (caller === 'expired') return 'AUTH_TOKEN_EXPIRED';
@@ -635,11 +668,32 @@ for (const backend of backends()) {
       cleanups.push(() => {
         for (const x of soft) x.cleanup();
       });
+      // A report stored for tenant A's device, straight through the store (no TLS in this suite).
+      const { prepared } = prepareBatch(
+        { deviceId: d.id, tenantId: a.id, serial: '01', notAfter: '', deviceGroupId: null },
+        [
+          {
+            id: randomUUID(),
+            componentId: randomUUID(),
+            bootId: randomUUID(),
+            at: svc.now.toISOString(),
+            kind: 'app-exit',
+            count: 1,
+            details: { exitCode: 1 },
+          },
+        ],
+        svc.now,
+        DEFAULT_ERROR_REPORT_OPTIONS,
+      );
+      await svc.store
+        .forTenant(a.id)
+        .errorReports.ingest({ deviceId: d.id, deviceGroupId: null }, prepared, svc.now);
       f = {
         svc,
         a,
         productId: String(p.json['id']),
         deviceId: d.id,
+        bucketId: prepared[0]?.bucketId ?? '',
         softDevice: async () => {
           const x = await createSoftDevice(svc, { claimToken: a.tokens.Administrator });
           soft.push(x);
@@ -717,7 +771,10 @@ for (const backend of backends()) {
             assert.match(String(r.json.code), /_NOT_FOUND$/);
           } else {
             assert.equal(r.json.code, want, r.body);
-            assert.equal(r.status, want.startsWith('AUTH_TOKEN') ? 401 : 403);
+            assert.equal(
+              r.status,
+              want.startsWith('AUTH_TOKEN') || want === 'AUTH_DEVICE_CERT_MISSING' ? 401 : 403,
+            );
           }
           assert.equal(await svc.snapshot(), before, 'a refused call changes nothing');
         });

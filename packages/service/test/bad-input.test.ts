@@ -590,6 +590,7 @@ function cases(f: { productId: string; deviceId: string; tenantId: string }): Ca
       code: 'TENANT_NOT_FOUND',
       status: 404,
     },
+    ...errorReportCases(),
     {
       name: 'unknown route',
       method: 'GET',
@@ -600,6 +601,64 @@ function cases(f: { productId: string; deviceId: string; tenantId: string }): Ca
     },
   );
   return out;
+}
+
+/** The tenant's error-report API: queries are refused before anything is read. */
+function errorReportCases(): Case[] {
+  const q = (name: string, url: string, code = 'REQUEST_INVALID', status = 400): Case => ({
+    name,
+    method: 'GET',
+    url,
+    as: 'admin',
+    code,
+    status,
+  });
+  return [
+    q(
+      'error-report buckets since a path',
+      `/v1/error-reports/buckets?since=${encodeURIComponent(TRAVERSAL)}`,
+    ),
+    q('error-report buckets since 0d', '/v1/error-reports/buckets?since=0d'),
+    q('error-report buckets with limit 0', '/v1/error-reports/buckets?limit=0'),
+    q('error-report buckets with a negative cursor', '/v1/error-reports/buckets?cursor=-1'),
+    q(
+      'error-report buckets of an image id that is not a UUID',
+      `/v1/error-reports/buckets?imageId=${encodeURIComponent(SQL)}`,
+    ),
+    q('error-report buckets with an unknown parameter', '/v1/error-reports/buckets?tenantId=x'),
+    q(
+      'error-report buckets of an unknown device group',
+      '/v1/error-reports/buckets?deviceGroup=Nope%2FProduction',
+      'DEVICE_GROUP_NOT_FOUND',
+      404,
+    ),
+    q(
+      'error-report bucket id that is not 32 hex',
+      `/v1/error-reports/buckets/${encodeURIComponent(TRAVERSAL)}`,
+    ),
+    q(
+      'error-report bucket that does not exist',
+      `/v1/error-reports/buckets/${'0'.repeat(32)}`,
+      'REPORT_BUCKET_NOT_FOUND',
+      404,
+    ),
+    q('error-report export as xml', '/v1/error-reports/export?format=xml'),
+    q(
+      'error-report export from after to',
+      '/v1/error-reports/export?from=2026-11-22T09:00:00Z&to=2026-11-21T09:00:00Z',
+      'REPORT_RANGE_INVALID',
+    ),
+    q('error-report export to a date that is not a date', '/v1/error-reports/export?to=2026-13-45'),
+    {
+      name: 'error-report upload without a client certificate (refused before the body is read)',
+      method: 'POST',
+      url: '/v1/device/error-reports',
+      as: 'admin',
+      call: { raw: SQL },
+      code: 'AUTH_DEVICE_CERT_MISSING',
+      status: 401,
+    },
+  ];
 }
 
 /**

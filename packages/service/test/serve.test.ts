@@ -211,6 +211,10 @@ describe('service configuration', () => {
     assert.equal(c.insecureHttp, false);
     assert.deepEqual(c.mqttListen, { host: '127.0.0.1', port: 8883 });
     assert.equal(c.mqttMaxPacketSize, 256 * 1024);
+    assert.equal(c.reportRetentionDays, 14);
+    assert.equal(c.reportRatePerMinute, 100);
+    assert.equal(c.reportRateBurst, 1000);
+    assert.equal(resolveConfig(fromEnv({ HEPTAD_REPORT_RETENTION_DAYS: '30' })).reportRetentionDays, 30);
     assert.ok(Object.isFrozen(c));
   });
 
@@ -250,6 +254,12 @@ describe('service configuration', () => {
       resolveConfig({ insecureHttp: true, listen: '127.0.0.1:0', mqttListen: '127.0.0.1:0' }).insecureHttp,
       true,
     );
+    refused({ reportRetentionDays: 0 });
+    refused({ reportRetentionDays: '14 days' });
+    refused({ reportRetentionDays: 3651 });
+    refused({ reportRatePerMinute: -1 });
+    refused({ reportRateBurst: 1.5 });
+    assert.equal(resolveConfig({ insecureHttp: true, listen: '127.0.0.1:0' }).insecureHttp, true);
   });
 
   test('a config file must be a JSON object of known settings', () => {

@@ -6,11 +6,28 @@ import { HeptadError } from '@heptad/protocol';
 export class ServiceRefusal extends Error {
   readonly code: string;
   readonly status: number;
-  constructor(status: number, code: string, message: string) {
+  /** the problem's `errors`: one entry per bad field (e.g. `reports/3/at`) */
+  readonly fields: ReadonlyArray<{ field: string; problem: string }>;
+  /** from a Retry-After header (429), in ms */
+  readonly retryAfterMs: number | undefined;
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    extra: { fields?: ReadonlyArray<{ field: string; problem: string }>; retryAfterMs?: number } = {},
+  ) {
     super(message);
     this.code = code;
     this.status = status;
+    this.fields = extra.fields ?? [];
+    this.retryAfterMs = extra.retryAfterMs;
   }
+}
+
+/** The device certificate (chain) and its TLS key, for mTLS to device routes. */
+export interface ClientCertificate {
+  readonly chainPem: string;
+  readonly keyPem: string;
 }
 
 const MAX_RESPONSE = 1024 * 1024;
@@ -28,12 +45,22 @@ export class DeviceServiceClient {
   readonly #agent: http.Agent;
   readonly #timeoutMs: number;
 
-  constructor(serviceUrl: string, caPem: string | undefined, timeoutMs = 15_000) {
+  /** `clientCertificate`: present the device certificate (mTLS), as device routes require. */
+  constructor(
+    serviceUrl: string,
+    caPem: string | undefined,
+    timeoutMs = 15_000,
+    clientCertificate?: ClientCertificate,
+  ) {
     this.#base = new URL(serviceUrl);
     this.#timeoutMs = timeoutMs;
     this.#agent =
       this.#base.protocol === 'https:'
-        ? new https.Agent({ keepAlive: true, ...(caPem ? { ca: caPem } : {}) })
+        ? new https.Agent({
+            keepAlive: true,
+            ...(caPem ? { ca: caPem } : {}),
+            ...(clientCertificate ? { cert: clientCertificate.chainPem, key: clientCertificate.keyPem } : {}),
+          })
         : new (plainHttp().Agent)({ keepAlive: true });
   }
 
@@ -78,11 +105,24 @@ export class DeviceServiceClient {
             }
             const status = res.statusCode ?? 0;
             if (status >= 200 && status < 300) return resolve(json as T);
+            const retryAfter = Number(res.headers['retry-after']);
+            const fields = Array.isArray(json['errors'])
+              ? (json['errors'] as Array<Record<string, unknown>>).map((f) => ({
+                  field: String(f['field']),
+                  problem: String(f['problem']),
+                }))
+              : [];
             reject(
               new ServiceRefusal(
                 status,
                 String(json['code'] ?? `HTTP_${status}`),
                 String(json['detail'] ?? json['title'] ?? ''),
+                {
+                  fields,
+                  ...(Number.isFinite(retryAfter) && retryAfter >= 0
+                    ? { retryAfterMs: retryAfter * 1000 }
+                    : {}),
+                },
               ),
             );
           });

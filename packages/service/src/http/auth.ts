@@ -10,6 +10,7 @@ import {
 import type { Role } from '../store/schema.ts';
 import type { Store, TenantScope } from '../store/store.ts';
 import { hashToken, isWellFormedToken } from '../tenants/tokens.ts';
+import { createDeviceAuthenticator, type DeviceAuthenticator } from './device-auth.ts';
 
 /**
  * Who may call a route. Declared on every route (route config `access`); a route without one
@@ -18,11 +19,14 @@ import { hashToken, isWellFormedToken } from '../tenants/tokens.ts';
 export type Access =
   | { readonly kind: 'public' }
   | { readonly kind: 'operator' }
-  | { readonly kind: 'tenant'; readonly minRole: Role; readonly operator: boolean };
+  | { readonly kind: 'tenant'; readonly minRole: Role; readonly operator: boolean }
+  /** a device, by its tenant-CA client certificate over mTLS (http/device-auth.ts); no token */
+  | { readonly kind: 'device' };
 
 export const access = {
   public: { kind: 'public' } as Access,
   operator: { kind: 'operator' } as Access,
+  device: { kind: 'device' } as Access,
   /** tenant users with at least `minRole`; `operator` also lets the platform operator in */
   tenant: (minRole: Role, operator = false): Access => ({ kind: 'tenant', minRole, operator }),
 };
@@ -66,7 +70,11 @@ export interface TokenResolver {
 export const TOKEN_CACHE_MS = 5_000;
 const TOKEN_CACHE_MAX = 10_000;
 
-export function createAuthenticator(store: Store, clock: () => Date): Authenticator {
+export function createAuthenticator(
+  store: Store,
+  clock: () => Date,
+  devices: DeviceAuthenticator = createDeviceAuthenticator(store, clock),
+): Authenticator {
   const users = store.platform().users;
   const cache = new Map<string, { principal: Principal; expiresAt: string | null; until: number }>();
   const resolve = async (hash: string) => {
@@ -121,6 +129,8 @@ export function createAuthenticator(store: Store, clock: () => Date): Authentica
       const rule = request.routeOptions.config.access;
       if (!rule) throw new HeptadError('INTERNAL_ERROR', 'route without access rule');
       if (rule.kind === 'public') return undefined;
+      // Device routes take no token: the client certificate is the credential.
+      if (rule.kind === 'device') return devices.authenticate(request).then(() => undefined);
       const header = request.headers.authorization;
       if (header === undefined || header === '') throw new HeptadError('AUTH_TOKEN_MISSING');
       if (header.length > MAX_AUTH_HEADER || !header.startsWith('Bearer ')) {

@@ -203,6 +203,51 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0005_error_reports': {
+      async up(db: Kysely<unknown>) {
+        // Failure reports, kept for the retention period. Identity is (device, report UUID): a
+        // retried upload hits the key and is counted as a duplicate, never stored twice.
+        await db.schema
+          .createTable('error_reports')
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('id', 'text', (c) => c.notNull())
+          .addColumn('tenant_id', 'text', (c) => c.notNull())
+          .addColumn('bucket_id', 'text', (c) => c.notNull())
+          .addColumn('component_id', 'text', (c) => c.notNull())
+          .addColumn('image_id', 'text')
+          .addColumn('boot_id', 'text', (c) => c.notNull())
+          .addColumn('device_group_id', 'text')
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('last_at', 'text', (c) => c.notNull())
+          .addColumn('count', 'integer', (c) => c.notNull())
+          .addColumn('details', 'text', (c) => c.notNull())
+          .addColumn('received_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('error_reports_pk', ['device_id', 'id'])
+          .execute();
+        // Reads go by time (every bucket query is over a window). No index by bucket: reports
+        // arrive spread over hundreds of buckets, and such an index cost more than half of the
+        // ingest rate on SQLite (bench/error-reports.ts).
+        await db.schema
+          .createIndex('error_reports_tenant_at')
+          .on('error_reports')
+          .columns(['tenant_id', 'at'])
+          .execute();
+        // One row per (tenant, component, kind, signature): what the bucket is. Its counts are
+        // computed from the retained reports, so retention and filters never leave them stale.
+        await db.schema
+          .createTable('error_buckets')
+          .addColumn('tenant_id', 'text', (c) => c.notNull())
+          .addColumn('id', 'text', (c) => c.notNull())
+          .addColumn('component_id', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('signature', 'text', (c) => c.notNull())
+          .addColumn('description', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('error_buckets_pk', ['tenant_id', 'id'])
+          .execute();
+      },
+    },
     '0006_images': {
       async up(db: Kysely<unknown>) {
         // The tenant's production image-signing key: the service re-signs every uploaded image

@@ -218,6 +218,40 @@ export interface DeviceCapabilitiesTable {
   added_at: string;
 }
 
+/** A failure report a device uploaded (see errors/). */
+export interface ErrorReportsTable {
+  device_id: string;
+  /** the device's report UUID */
+  id: string;
+  tenant_id: string;
+  bucket_id: string;
+  component_id: string;
+  image_id: string | null;
+  boot_id: string;
+  /** the device's group when the report arrived (the device-group filter) */
+  device_group_id: string | null;
+  kind: string;
+  /** first and last occurrence, device clock */
+  at: string;
+  last_at: string;
+  count: number;
+  /** the report's details, compact JSON */
+  details: string;
+  received_at: string;
+}
+
+export interface ErrorBucketsTable {
+  tenant_id: string;
+  /** 32 hex: SHA-256 of component, kind and signature */
+  id: string;
+  component_id: string;
+  kind: string;
+  signature: string;
+  /** the description of the first report in the bucket */
+  description: string;
+  created_at: string;
+}
+
 export interface Database {
   tenants: TenantsTable;
   users: UsersTable;
@@ -237,4 +271,6 @@ export interface Database {
   runtime_signers: RuntimeSignersTable;
   runtime_releases: RuntimeReleasesTable;
   device_capabilities: DeviceCapabilitiesTable;
+  error_reports: ErrorReportsTable;
+  error_buckets: ErrorBucketsTable;
 }

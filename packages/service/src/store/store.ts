@@ -4,6 +4,7 @@ import { AuditStore } from '../audit/audit-store.ts';
 import { BrokerStore } from '../broker/broker-store.ts';
 import { DeploymentStore } from '../deployments/deployment-store.ts';
 import { DeviceRegistry, TenantDeviceStore } from '../devices/device-store.ts';
+import { ErrorReportRetentionStore, ErrorReportStore } from '../error-reports/report-store.ts';
 import { ImageStore } from '../images/image-store.ts';
 import { ProductStore } from '../products/product-store.ts';
 import { TenantStore, UserStore } from '../tenants/tenant-store.ts';
@@ -21,6 +22,7 @@ export interface TenantScope {
   readonly images: ImageStore;
   readonly deployments: DeploymentStore;
   readonly audit: AuditStore;
+  readonly errorReports: ErrorReportStore;
 }
 
 /** Platform-wide access, for the operator and for authentication only. */
@@ -30,6 +32,8 @@ export interface PlatformScope {
   readonly registry: DeviceRegistry;
   readonly audit: AuditStore;
   readonly runtimeImages: RuntimeImageStore;
+  /** retention of error reports: the one purge that runs across tenants */
+  readonly errorReportRetention: ErrorReportRetentionStore;
 }
 
 /**
@@ -59,6 +63,7 @@ export class Store {
       images,
       deployments: new DeploymentStore(this.#db, tenantId, products, images),
       audit: new AuditStore(this.#db, tenantId),
+      errorReports: new ErrorReportStore(this.#db, this.dialect, tenantId),
     };
   }
 
@@ -69,6 +74,7 @@ export class Store {
       registry: new DeviceRegistry(this.#db, this.#target),
       audit: new AuditStore(this.#db),
       runtimeImages: new RuntimeImageStore(this.#db),
+      errorReportRetention: new ErrorReportRetentionStore(this.#db),
     };
   }
 

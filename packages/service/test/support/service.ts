@@ -6,6 +6,7 @@ import { createCertificateAuthority, deviceIdOf, issueServerCertificate } from '
 import { type Kysely, sql } from 'kysely';
 import { createDatabase } from '../../../../test/support/postgres.ts';
 import { buildApp } from '../../src/app.ts';
+import type { ErrorReportOptions } from '../../src/error-reports/ingest.ts';
 import type { App } from '../../src/http/deps.ts';
 import { connect } from '../../src/store/connect.ts';
 import type { Database } from '../../src/store/schema.ts';
@@ -53,6 +54,9 @@ export interface TestService {
   readonly store: Store;
   readonly db: Kysely<Database>;
   readonly operatorToken: string;
+  /** with `https: true`: the listening service's URL and the CA its server certificate chains to */
+  readonly url: string;
+  readonly caPem: string;
   /** the injected clock; tests move it */
   now: Date;
   call(method: string, url: string, options?: CallOptions): Promise<CallResult>;
@@ -83,12 +87,20 @@ const TABLES = {
   runtime_signers: 'key_id',
   runtime_releases: 'digest',
   device_capabilities: 'device_id',
+  error_reports: 'id',
+  error_buckets: 'id',
 } as const;
 
 export async function createTestService(
   backend: BackendName,
   tag: string,
-  options: { bodyLimit?: number; mqtt?: boolean; maxPacketSize?: number } = {},
+  options: {
+    bodyLimit?: number;
+    mqtt?: boolean;
+    maxPacketSize?: number;
+    https?: boolean;
+    errorReports?: Partial<ErrorReportOptions>;
+  } = {},
 ): Promise<TestService> {
   const { url, cleanup } = await storeUrl(backend, tag);
   const conn = await connect({ url });
@@ -101,6 +113,8 @@ export async function createTestService(
     db: conn.db,
     operatorToken: '',
     mqtt: null,
+    url: '',
+    caPem: '',
     async call(method, path, o = {}) {
       const headers: Record<string, string> = { ...(o.headers ?? {}) };
       if (o.token !== undefined) headers['authorization'] = `Bearer ${o.token}`;
@@ -169,15 +183,37 @@ export async function createTestService(
       ...(options.maxPacketSize !== undefined ? { maxPacketSize: options.maxPacketSize } : {}),
     };
   }
+  let https: { key: string; cert: string } | null = null;
+  if (options.https) {
+    // The server certificate follows the real clock (the client checks it); the service clock is the test's.
+    const now = new Date(Date.now() - 86_400_000);
+    const ca = await createCertificateAuthority({ commonName: 'Test Platform CA', now, validityDays: 30 });
+    const server = await issueServerCertificate({
+      ca,
+      hosts: ['127.0.0.1', 'localhost'],
+      now,
+      validityDays: 30,
+    });
+    https = { key: server.keyPem, cert: `${server.certPem.trim()}\n${ca.certPem.trim()}\n` };
+    (svc as { caPem: string }).caPem = ca.certPem;
+  }
   (svc as { app: App }).app = await buildApp({
     store,
     clock: () => svc.now,
+    https,
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
     mqtt,
+    ...(options.errorReports ? { errorReports: options.errorReports } : {}),
   });
   await svc.app.ready();
   if (svc.app.broker)
     (svc as { mqtt: TestService['mqtt'] }).mqtt = { port: svc.app.broker.port, caPem: brokerCa };
+  if (options.https) {
+    await svc.app.listen({ host: '127.0.0.1', port: 0 });
+    const address = svc.app.server.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    (svc as { url: string }).url = `https://127.0.0.1:${port}`;
+  }
   return svc;
 }
 
