@@ -167,6 +167,13 @@ describe('heptad device run with a service', () => {
       kinds.includes('attestation.refused'),
       'the refused trial attestations are security events too',
     );
+    // Failure reporting: the refused attestations and the rollback reached the service as error
+    // reports over mTLS once the committed runtime attested again.
+    await dev.waitFor(/error reports uploaded: [1-9]/, 20_000);
+    const buckets = await asAdmin(['error-report', 'list', '--output', 'json']);
+    const reported = (buckets.json().items ?? []).map((b) => b['kind']);
+    assert.ok(reported.includes('attestation-refused'), reported.join());
+    assert.ok(reported.includes('rollback'), reported.join());
     await dev.stop();
   });
 

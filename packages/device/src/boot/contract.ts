@@ -15,6 +15,8 @@ export interface BootInfo {
   readonly floor: number;
   /** ms since the epoch when the bootloader process started (boot-to-ready is measured from it) */
   readonly bootStartedAt: number;
+  /** this boot's id (UUID): the error reports of one boot share it */
+  readonly bootId: string;
 }
 
 export interface RuntimeSettings {
@@ -24,6 +26,8 @@ export interface RuntimeSettings {
   readonly healthTimeoutMs: number;
   /** how often the runtime looks for a staged runtime package (ms) */
   readonly installPollMs: number;
+  /** how often the runtime checks whether error reports are due for upload (ms) */
+  readonly reportCheckMs: number;
 }
 
 export const ENV_STATE_DIR = 'HEPTAD_DEVICE_STATE';

@@ -6,9 +6,11 @@
  * failing runs out of attempts, so the bootloader returns to the committed slot by itself.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { closeSync, constants, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { HeptadError, isHeptadError, type MeasurementEntry } from '@heptad/protocol';
+import { HeptadError, isHeptadError, type MeasurementEntry, RUNTIME_COMPONENT_ID } from '@heptad/protocol';
+import { ReportQueue } from '../reports/queue.ts';
 import { openRootOfTrust } from '../rot/open.ts';
 import { DeviceState } from '../state/device-state.ts';
 import { FsStorage } from '../state/storage.ts';
@@ -47,6 +49,7 @@ export const DEFAULT_SETTINGS: RuntimeSettings = {
   heartbeatMs: 2_000,
   healthTimeoutMs: 120_000,
   installPollMs: 1_000,
+  reportCheckMs: 10 * 60_000,
 };
 export const DEFAULT_WATCHDOG_MS = 30_000;
 const MAX_RESTART_DELAY_MS = 60_000;
@@ -149,6 +152,10 @@ export async function runDevice(options: RunOptions): Promise<{ boots: number }>
   try {
     while (!options.stop?.aborted && (options.maxBoots === undefined || boots < options.maxBoots)) {
       boots += 1;
+      const bootId = randomUUID();
+      // Failure reports (issue 7): the boot chain's failures go into the device's durable queue,
+      // which the runtime uploads over mTLS.
+      const reports = new ReportQueue(storage, { deviceId: config.deviceId, bootId });
       const platformKeys = loadPlatformKeys(storage);
       // Power on: registers reset where the root of trust can be told (soft, swtpm).
       await powerOn(config.rot, state.secretsDir);
@@ -167,6 +174,18 @@ export async function runDevice(options: RunOptions): Promise<{ boots: number }>
         events.push({ kind: 'trial-started', slot: result.slot, version: m.version, digest: result.digest });
       appendEvents(storage, events, new Date());
       for (const e of events) log(`boot: ${e.kind} slot ${e.slot}${e.code ? ` (${e.code})` : ''}`);
+      for (const r of result.refused)
+        recordReport(reports, 'update-failure', {
+          phase: 'boot-verify',
+          code: r.code,
+          target: `slot ${r.slot}`,
+        });
+      if (result.abandoned !== null)
+        recordReport(reports, 'rollback', {
+          phase: 'trial',
+          code: 'TRIAL_ABANDONED',
+          target: `slot ${result.abandoned}`,
+        });
 
       // Measured boot: the register commits to this runtime before a single byte of it runs.
       const rot = await openRootOfTrust(config.rot, state.secretsDir);
@@ -196,6 +215,7 @@ export async function runDevice(options: RunOptions): Promise<{ boots: number }>
         trial: result.trial,
         floor: result.floor,
         bootStartedAt: startedAt,
+        bootId,
       };
       const base = { slot: info.slot, version: info.version, digest: info.digest, trial: info.trial };
       status({ phase: 'starting', ...base }, true);
@@ -242,6 +262,10 @@ export async function runDevice(options: RunOptions): Promise<{ boots: number }>
           [{ kind: 'watchdog-expired', slot: info.slot, version: info.version }],
           new Date(),
         );
+        recordReport(reports, 'runtime-error', {
+          code: 'WATCHDOG_EXPIRED',
+          message: `runtime ${info.version} stopped answering`,
+        });
         log(`watchdog: runtime ${info.version} stopped answering; killed`);
       } else if (end.code === EXIT.REBOOT) {
         crashes = 0;
@@ -250,12 +274,17 @@ export async function runDevice(options: RunOptions): Promise<{ boots: number }>
         break;
       } else {
         const code = end.signal ?? String(end.code);
-        if (end.code !== EXIT.HEALTH_FAILED)
+        if (end.code !== EXIT.HEALTH_FAILED) {
           appendEvents(
             storage,
             [{ kind: 'runtime-exited', slot: info.slot, version: info.version, code }],
             new Date(),
           );
+          recordReport(reports, 'runtime-error', {
+            ...(end.signal ? { signal: end.signal } : { exitCode: end.code ?? -1 }),
+            message: `runtime ${info.version} exited`,
+          });
+        }
         log(
           `runtime ${info.version} exited (${end.code === EXIT.HEALTH_FAILED ? 'health check failed' : code})`,
         );
@@ -271,6 +300,19 @@ export async function runDevice(options: RunOptions): Promise<{ boots: number }>
     return { boots };
   } finally {
     release();
+  }
+}
+
+/** Records a failure report about the runtime; the queue is best effort here (a boot never stops for it). */
+function recordReport(
+  reports: ReportQueue,
+  kind: 'update-failure' | 'rollback' | 'runtime-error',
+  details: Parameters<ReportQueue['record']>[0]['details'],
+): void {
+  try {
+    reports.record({ kind, componentId: RUNTIME_COMPONENT_ID, details });
+  } catch {
+    // a damaged queue file must not keep the device from booting
   }
 }
 

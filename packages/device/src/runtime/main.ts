@@ -40,6 +40,16 @@ process.on('SIGINT', () => runtime.stop(EXIT.STOPPED));
 // The bootloader went away (killed, crashed): a runtime never runs unsupervised.
 process.on('disconnect', () => runtime.stop(EXIT.STOPPED));
 
+// A runtime error is reported (the queue is durable) before the runtime exits as crashed.
+process.on('uncaughtException', (e) => {
+  runtime.record('runtime-error', {
+    message: e.message.slice(0, 1000),
+    ...(e.stack ? { stack: e.stack } : {}),
+  });
+  log(`runtime error: ${e.message}`);
+  process.exit(1);
+});
+
 runtime.start().catch((e: unknown) => {
   log(`runtime failed to start: ${e instanceof Error ? e.message : String(e)}`);
   process.exit(1);

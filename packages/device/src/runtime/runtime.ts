@@ -4,8 +4,8 @@
  * after its health check, and installs a staged runtime package into the other slot. It runs as
  * its own process; `contract.ts` is its interface to the bootloader.
  */
-import type { DeviceEvent, DeviceReport } from '@heptad/protocol';
-import { HeptadError, isHeptadError } from '@heptad/protocol';
+import type { DeviceEvent, DeviceReport, ErrorReportDetails, ErrorReportKind } from '@heptad/protocol';
+import { HeptadError, isHeptadError, RUNTIME_COMPONENT_ID } from '@heptad/protocol';
 import { type AttestationOutcome, AttestationScheduler, attestOnce } from '../agent/attest.ts';
 import { DeviceServiceClient, ServiceRefusal } from '../agent/service-client.ts';
 import {
@@ -18,6 +18,8 @@ import {
 import { acknowledgeEvents, appendEvents, readEvents } from '../boot/events.ts';
 import { commitTrial, installRuntime } from '../boot/install.ts';
 import { loadPlatformKeys } from '../boot/platform-keys.ts';
+import { ReportQueue } from '../reports/queue.ts';
+import { createReportSender, uploadPending } from '../reports/uploader.ts';
 import { openRootOfTrust } from '../rot/open.ts';
 import type { RootOfTrust } from '../rot/root-of-trust.ts';
 import { DeviceState } from '../state/device-state.ts';
@@ -47,6 +49,8 @@ export class DeviceRuntime {
   #floor: number;
   #stopping = false;
   #installing = false;
+  #uploading = false;
+  #reports: ReportQueue | undefined;
 
   constructor(options: RuntimeOptions) {
     this.#o = options;
@@ -60,6 +64,11 @@ export class DeviceRuntime {
   async start(): Promise<void> {
     const { boot, settings } = this.#o;
     const config = this.#state.config();
+    this.#reports = new ReportQueue(this.#storage, {
+      deviceId: config.deviceId,
+      bootId: boot.bootId,
+      clock: this.#clock,
+    });
     this.#rot = await openRootOfTrust(config.rot, this.#state.secretsDir);
     this.#client = new DeviceServiceClient(config.serviceUrl, this.#state.platformCaPem());
     this.#o.send({ type: 'ready' });
@@ -68,6 +77,12 @@ export class DeviceRuntime {
     );
     this.#timers.push(setInterval(() => this.#o.send({ type: 'heartbeat' }), settings.heartbeatMs));
     this.#timers.push(setInterval(() => void this.#checkIncoming(), settings.installPollMs));
+    // Failure reports: at boot (after the first attestation), past the queue's threshold, and daily.
+    this.#timers.push(
+      setInterval(() => {
+        if (this.#reports?.uploadDue()) void this.uploadReports();
+      }, settings.reportCheckMs),
+    );
     if (this.#trial) {
       // Health check deadline: a trial that cannot prove itself in time gives its attempt back.
       this.#timers.push(
@@ -120,12 +135,14 @@ export class DeviceRuntime {
       this.#o.send({ type: 'attested', ok: true, notAfter: r.outcome.notAfter });
       this.#o.log(`attested: certificate ${r.outcome.serial} until ${r.outcome.notAfter}`);
       if (this.#trial) this.#commit();
+      if ((this.#reports?.pending().length ?? 0) > 0) void this.uploadReports();
       return;
     }
     const code =
       isHeptadError(r.error) || r.error instanceof ServiceRefusal ? r.error.code : 'INTERNAL_ERROR';
     this.#o.send({ type: 'attested', ok: false, code });
     this.#o.log(`attestation failed: ${code}`);
+    if (r.error instanceof ServiceRefusal) this.record('attestation-refused', { code });
     // The service could not read the report: drop its events rather than be refused forever.
     if (r.error instanceof ServiceRefusal && code === 'REQUEST_INVALID') {
       acknowledgeEvents(this.#storage, readEvents(this.#storage));
@@ -181,10 +198,43 @@ export class DeviceRuntime {
     } catch (e) {
       const code = isHeptadError(e) ? e.code : 'INTERNAL_ERROR';
       appendEvents(this.#storage, [{ kind: 'install-refused', code }], this.#clock());
+      this.record('update-failure', { phase: 'install', code });
       this.#storage.remove(INCOMING_RUNTIME_PATH);
       this.#o.log(`runtime package refused: ${code}`);
     } finally {
       this.#installing = false;
+    }
+  }
+
+  /** Records a failure report (best effort: the queue never stops the runtime). */
+  record(kind: ErrorReportKind, details: ErrorReportDetails): void {
+    try {
+      this.#reports?.record({ kind, componentId: RUNTIME_COMPONENT_ID, details });
+    } catch {
+      // a damaged queue file is replaced at the next write; the report is lost, the device runs
+    }
+  }
+
+  /** Uploads the queued failure reports over mTLS with the device certificate. */
+  async uploadReports(): Promise<void> {
+    if (this.#uploading || !this.#reports) return;
+    this.#uploading = true;
+    try {
+      const sender = createReportSender(this.#state);
+      try {
+        const r = await uploadPending(this.#reports, sender);
+        if (r.accepted + r.duplicate + r.refused > 0)
+          this.#o.log(
+            `error reports uploaded: ${r.accepted} accepted, ${r.duplicate} already held, ${r.refused} refused`,
+          );
+        if (r.stopped) this.#o.log(`error report upload stopped: ${r.stopped.code}`);
+      } finally {
+        sender.close();
+      }
+    } catch (e) {
+      this.#o.log(`error report upload failed: ${isHeptadError(e) ? e.code : String(e)}`);
+    } finally {
+      this.#uploading = false;
     }
   }
 
