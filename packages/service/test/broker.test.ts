@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { createPublicKey, X509Certificate } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import {
   createCertificateAuthority,
@@ -9,6 +10,7 @@ import {
   toPem,
   toPrivateKey,
 } from '@heptad/protocol';
+import * as x509 from '@peculiar/x509';
 import { checkPublish, checkSubscribe, isClientIdAllowed } from '../src/broker/topic-policy.ts';
 import {
   type AttestedDevice,
@@ -137,6 +139,67 @@ for (const backend of backends()) {
         .where('kind', '=', 'broker.refused')
         .execute();
 
+    /** every table but security_events: what a refused connect must leave as it was */
+    const state = async () =>
+      JSON.stringify(
+        (JSON.parse(await svc.snapshot()) as Array<[string, unknown]>).filter(
+          ([t]) => t !== 'security_events',
+        ),
+      );
+    /**
+     * A leaf signed by `issuerTenant`'s real issuing CA (its sealed key opened as the service
+     * does) that names `sanTenant` and `deviceId` in its SAN and carries `serial`: what anyone
+     * holding one tenant CA key could make.
+     */
+    const forge = async (o: {
+      issuerTenant: string;
+      sanTenant: string;
+      deviceId: string;
+      serial: string;
+      keyPem: string;
+    }) => {
+      const row = await svc.db
+        .selectFrom('tenant_cas')
+        .selectAll()
+        .where('tenant_id', '=', o.issuerTenant)
+        .where('kind', '=', 'issuing')
+        .executeTakeFirstOrThrow();
+      const keyPkcs8 = svc.keys.open(
+        Buffer.from(row.key_sealed, 'base64'),
+        `tenant-ca:${o.issuerTenant}:${row.id}`,
+      );
+      // Not the protocol's issuer: it refuses a SAN tenant other than the CA's own (the forgery).
+      const ec = { name: 'ECDSA', namedCurve: 'P-256' };
+      const caCert = new x509.X509Certificate(row.cert_pem);
+      const spki = createPublicKey(o.keyPem).export({ format: 'der', type: 'spki' });
+      const leafCert = await x509.X509CertificateGenerator.create({
+        serialNumber: o.serial,
+        subject: `CN=${o.deviceId}`,
+        issuer: caCert.subject,
+        notBefore: new Date(Date.now() - 60_000),
+        notAfter: new Date(Date.now() + 3_600_000),
+        signingAlgorithm: { ...ec, hash: 'SHA-256' },
+        publicKey: await crypto.subtle.importKey('spki', spki, ec, true, ['verify']),
+        signingKey: await crypto.subtle.importKey('pkcs8', keyPkcs8, ec, false, ['sign']),
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+          new x509.SubjectAlternativeNameExtension([
+            { type: 'url', value: `urn:heptad:device:${o.deviceId}` },
+            { type: 'url', value: `urn:heptad:tenant:${o.sanTenant}` },
+          ]),
+          await x509.AuthorityKeyIdentifierExtension.create(caCert),
+        ],
+      });
+      const leaf = leafCert.toString('pem');
+      return `${leaf.trim()}\n${row.cert_pem.trim()}\n`;
+    };
+    const otherKeyPem = () =>
+      generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+        .privateKey.export({ format: 'pem', type: 'pkcs8' })
+        .toString();
+
     before(async () => {
       svc = await createTestService(backend, 'broker', { mqtt: true, maxPacketSize: 4096 });
       svc.now = new Date(); // TLS checks certificate validity against the real clock
@@ -217,6 +280,62 @@ for (const backend of backends()) {
       await noConnack(
         connect(port, ca, { cert: other.certPem, key: toPem(other.keyPkcs8, 'PRIVATE KEY'), clientId: d.id }),
       );
+    });
+
+    test('refuses a certificate another tenant’s real issuing CA signed with this tenant’s SAN and serial (no CONNACK)', async () => {
+      const d = await attested(a);
+      await attested(b); // tenant B has its CA
+      const before = await state();
+      const eventsBefore = (await events(d.id)).length;
+      // With the device's real key (as if it leaked) and with the forger's own key.
+      for (const keyPem of [d.keyPem, otherKeyPem()]) {
+        const cert = await forge({
+          issuerTenant: b.id,
+          sanTenant: a.id,
+          deviceId: d.id,
+          serial: d.serial,
+          keyPem,
+        });
+        await noConnack(connect(port, ca, { cert, key: keyPem, clientId: d.id }));
+      }
+      assert.equal(await state(), before);
+      assert.equal((await events(d.id)).length, eventsBefore);
+      assert.equal(svc.app.broker?.endDeviceSessions(d.id, 'test'), 0, 'no session of it');
+    });
+
+    test('refuses a certificate of the right tenant CA whose key is not the one on record for its serial', async () => {
+      const d = await attested(a);
+      const before = await state();
+      const keyPem = otherKeyPem();
+      const cert = await forge({
+        issuerTenant: a.id,
+        sanTenant: a.id,
+        deviceId: d.id,
+        serial: d.serial,
+        keyPem,
+      });
+      await noConnack(connect(port, ca, { cert, key: keyPem, clientId: d.id }));
+      assert.equal(await state(), before);
+      assert.deepEqual(
+        (await events(d.id)).map((e) => e.reason),
+        ['BROKER_CERTIFICATE_UNKNOWN'],
+      );
+    });
+
+    test('the TLS CertificateRequest names no CA (tenant ids are not disclosed)', async () => {
+      const r = await new Promise<string>((resolve) => {
+        const p = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_2'], {
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        let out = '';
+        p.stdout.on('data', (c: Buffer) => {
+          out += c.toString();
+        });
+        p.on('close', () => resolve(out));
+        setTimeout(() => p.stdin.end(), 500);
+      });
+      assert.match(r, /No client certificate CA names sent/);
+      assert.doesNotMatch(r, new RegExp(a.id));
     });
 
     test('refuses an expired certificate', async () => {

@@ -1,3 +1,4 @@
+import { createHash, X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client } from 'aedes';
@@ -65,6 +66,13 @@ interface Session {
   readonly tokenHash?: string;
 }
 
+/** A tenant issuing CA as the broker checks device certificates against it. */
+interface IssuingCa {
+  readonly id: string;
+  readonly cert: X509Certificate;
+  readonly notAfter: string;
+}
+
 interface Cached<T> {
   readonly value: T | undefined;
   readonly until: number;
@@ -113,6 +121,10 @@ export class MqttBroker implements DeviceSessions {
   readonly #owners = new Map<string, string>();
   readonly #devices = new Map<string, Cached<{ tenantId: string | null; deviceGroupId: string | null }>>();
   readonly #groups = new Map<string, Cached<{ tenantId: string; allowPeerMessages: boolean }>>();
+  /** tenantId → its issuing CAs */
+  readonly #cas = new Map<string, Cached<IssuingCa[]>>();
+  /** a device's TLS connection → the leaf and the id of the tenant issuing CA that verified it (#accept) */
+  readonly #verified = new WeakMap<tls.TLSSocket, { leaf: X509Certificate; caId: string }>();
 
   constructor(options: MqttBrokerOptions, deps: MqttBrokerDeps) {
     this.#options = options;
@@ -164,9 +176,10 @@ export class MqttBroker implements DeviceSessions {
     const server = tls.createServer({
       key: this.#options.tls.key,
       cert: this.#options.tls.cert,
-      ca: await this.#store.trustedCas(),
-      // Devices present a certificate; cloud clients may not (they send a token). A certificate
-      // that does not verify ends the connection before MQTT is read (below).
+      // Devices present a certificate; cloud clients may not (they send a token). No `ca`: the
+      // CertificateRequest names no CA (a list of every tenant's CA would disclose every tenant
+      // id), and a client certificate is verified in #accept against the CAs of the one tenant
+      // its SAN names — never against another tenant's CA.
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
@@ -203,11 +216,9 @@ export class MqttBroker implements DeviceSessions {
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
   }
 
-  /** Re-reads the tenant CAs the listener trusts (after a tenant CA is created or rotated). */
+  /** Forgets the tenant CAs read so far (after a tenant CA is created or rotated): re-read at the next connect. */
   async reloadTrust(): Promise<void> {
-    if (!this.#server) return;
-    const ca = await this.#store.trustedCas();
-    this.#server.setSecureContext({ key: this.#options.tls.key, cert: this.#options.tls.cert, ca });
+    this.#cas.clear();
   }
 
   endDeviceSessions(deviceId: string, reason: string): number {
@@ -254,14 +265,62 @@ export class MqttBroker implements DeviceSessions {
   }
 
   #accept(socket: tls.TLSSocket): void {
-    const peer = socket.getPeerCertificate();
-    const presented = peer !== null && Object.keys(peer).length > 0;
-    if (presented && !socket.authorized) {
-      // Another CA, expired, not yet valid: closed before any MQTT is read — no CONNACK.
-      this.#log?.info({ reason: String(socket.authorizationError) }, 'mqtt client certificate refused');
-      socket.destroy();
+    const leaf = socket.getPeerX509Certificate();
+    if (!leaf) {
+      this.#handle(socket);
       return;
     }
+    // Not read until verified: the socket buffers what the client sends meanwhile.
+    this.#verifyChain(leaf).then(
+      (caId) => {
+        if (caId === null) {
+          // Another CA (or another tenant's), expired, not yet valid: closed before any MQTT is read — no CONNACK.
+          this.#log?.info({ serial: leaf.serialNumber }, 'mqtt client certificate refused');
+          socket.destroy();
+          return;
+        }
+        this.#verified.set(socket, { leaf, caId });
+        this.#handle(socket);
+      },
+      (e: unknown) => {
+        this.#log?.error({ err: e }, 'mqtt client certificate check failed');
+        socket.destroy();
+      },
+    );
+  }
+
+  /**
+   * The id of the issuing CA of the tenant the leaf's SAN names that signed it, when both are
+   * valid now; null otherwise. Only that tenant's CAs are tried: holding another tenant's CA key
+   * never makes a certificate naming this tenant acceptable.
+   */
+  async #verifyChain(leaf: X509Certificate): Promise<string | null> {
+    const san = sanIdentity(leaf.subjectAltName);
+    if (!san.tenantId || !san.deviceId) return null;
+    const now = this.#clock();
+    if (!(Date.parse(leaf.validFrom) <= now.getTime() && now.getTime() < Date.parse(leaf.validTo)))
+      return null;
+    const cas = (await this.#tenantCas(san.tenantId)) ?? [];
+    const nowIso = now.toISOString();
+    for (const ca of cas) {
+      if (ca.notAfter <= nowIso || !leaf.checkIssued(ca.cert)) continue;
+      if (leaf.verify(ca.cert.publicKey)) return ca.id;
+    }
+    return null;
+  }
+
+  #tenantCas(tenantId: string) {
+    return this.#cached(this.#cas, tenantId, async () =>
+      (await this.#store.issuingCas(tenantId)).map((r) => ({
+        id: r.id,
+        cert: new X509Certificate(r.certPem),
+        notAfter: r.notAfter,
+      })),
+    );
+  }
+
+  #handle(socket: tls.TLSSocket): void {
+    if (socket.destroyed) return;
     const aedes = this.#aedes;
     if (!aedes) {
       socket.destroy();
@@ -326,16 +385,23 @@ export class MqttBroker implements DeviceSessions {
   async #authenticate(client: Client, password: Buffer | undefined): Promise<void> {
     const started = this.#generation;
     const socket = client.conn as tls.TLSSocket;
-    const peer = socket.getPeerCertificate();
+    const verified = this.#verified.get(socket);
     let session: Session;
-    if (peer && Object.keys(peer).length > 0) {
-      const san = sanIdentity(peer.subjectaltname);
-      const serial = String(peer.serialNumber ?? '').toLowerCase();
+    if (verified) {
+      const { leaf, caId } = verified;
+      const san = sanIdentity(leaf.subjectAltName);
+      const serial = leaf.serialNumber.toLowerCase();
       if (!san.deviceId || !san.tenantId) throw refusal(RC_NOT_AUTHORIZED, 'BROKER_CERTIFICATE_UNKNOWN');
       const cert = await this.#store.certificate(serial);
-      const reason = cert
-        ? this.#certificateRefusal(cert, san.tenantId, san.deviceId)
-        : 'BROKER_CERTIFICATE_UNKNOWN';
+      // The record of that serial must be this very certificate: same key, same issuing CA (the
+      // one #accept verified it with, of the SAN's tenant), same device and tenant.
+      const spki = createHash('sha256')
+        .update(leaf.publicKey.export({ format: 'der', type: 'spki' }))
+        .digest('hex');
+      const reason =
+        cert && cert.spkiSha256 === spki && cert.issuingCaId === caId
+          ? this.#certificateRefusal(cert, san.tenantId, san.deviceId)
+          : 'BROKER_CERTIFICATE_UNKNOWN';
       if (reason !== null) {
         await this.#refused(san.tenantId, san.deviceId, reason);
         throw refusal(RC_NOT_AUTHORIZED, reason);

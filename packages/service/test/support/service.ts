@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { type Kysely, sql } from 'kysely';
 import { createDatabase } from '../../../../test/support/postgres.ts';
 import { buildApp } from '../../src/app.ts';
 import type { App } from '../../src/http/deps.ts';
+import { KeyStore } from '../../src/keys/key-store.ts';
 import { connect } from '../../src/store/connect.ts';
 import type { Database } from '../../src/store/schema.ts';
 import { Store } from '../../src/store/store.ts';
@@ -53,6 +54,8 @@ export interface TestService {
   readonly store: Store;
   readonly db: Kysely<Database>;
   readonly operatorToken: string;
+  /** the service's key store: tests open a tenant CA's sealed key with it (`tenant-ca:<tenant>:<ca id>`) */
+  readonly keys: KeyStore;
   /** the injected clock; tests move it */
   now: Date;
   call(method: string, url: string, options?: CallOptions): Promise<CallResult>;
@@ -100,6 +103,7 @@ export async function createTestService(
     store,
     db: conn.db,
     operatorToken: '',
+    keys: new KeyStore(randomBytes(32)),
     mqtt: null,
     async call(method, path, o = {}) {
       const headers: Record<string, string> = { ...(o.headers ?? {}) };
@@ -172,6 +176,7 @@ export async function createTestService(
   (svc as { app: App }).app = await buildApp({
     store,
     clock: () => svc.now,
+    keys: svc.keys,
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
     mqtt,
   });
