@@ -817,6 +817,11 @@ export const ERROR_REGISTRY = {
     title: 'The MQTT packet is larger than the broker accepts',
     hint: 'send smaller messages, or raise --mqtt-max-packet-size on the service',
   },
+  BROKER_PERSISTENT_SESSION_REFUSED: {
+    status: 0,
+    title: 'The MQTT broker keeps no persistent sessions (clean session 0 is refused)',
+    hint: 'connect with clean session 1 (mosquitto_sub without -c, mqtt.js clean: true) and subscribe again after each connect',
+  },
   MQTT_CONNECTION_FAILED: {
     status: 0,
     title: 'The MQTT broker cannot be reached or closed the connection',

@@ -409,6 +409,20 @@ for (const backend of backends()) {
       assert.ok((await events(d.id)).some((e) => e.reason === 'BROKER_DEVICE_NOT_CLAIMED'));
     });
 
+    test('refuses a persistent session (clean session 0) from a device and from a cloud client', async () => {
+      const d = await attested(a);
+      const before = await state();
+      await noConnack(connect(port, ca, { device: d, clean: false }));
+      const label = `${a.id}/persistent-${open.length}`;
+      await noConnack(connect(port, ca, { password: a.tokens.Reader, clientId: label, clean: false }));
+      assert.equal(await state(), before);
+      // the same clients with a clean session are welcome
+      const dev = await session({ device: d });
+      const ops = await session({ password: a.tokens.Reader, clientId: label });
+      assert.equal(await granted(ops.client, 'devices/+/#', 1), 1);
+      await dev.end();
+    });
+
     test('an MQTT 5 client gets no session (aedes 1.2 speaks MQTT 3.1.1)', async () => {
       const d = await attested(a);
       await noConnack(connect(port, ca, { device: d, protocolVersion: 5 }));

@@ -384,6 +384,9 @@ export class MqttBroker implements DeviceSessions {
 
   async #authenticate(client: Client, password: Buffer | undefined): Promise<void> {
     const started = this.#generation;
+    // A persistent session would have aedes queue every matching QoS 1 message for it while it is
+    // offline, in memory and unbounded, before any forward check: refused before anything is read.
+    if (!client.clean) throw refusal(RC_NOT_AUTHORIZED, 'BROKER_PERSISTENT_SESSION_REFUSED');
     const socket = client.conn as tls.TLSSocket;
     const verified = this.#verified.get(socket);
     let session: Session;

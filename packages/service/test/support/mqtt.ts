@@ -70,6 +70,8 @@ export function connect(
     clientId?: string;
     password?: string;
     protocolVersion?: 4 | 5;
+    /** false asks for a persistent session */
+    clean?: boolean;
     will?: { topic: string; payload: string };
   },
 ): Promise<Connected> {
@@ -81,7 +83,7 @@ export function connect(
     reconnectPeriod: 0,
     connectTimeout: 5_000,
     protocolVersion: options.protocolVersion ?? 4,
-    clean: true,
+    clean: options.clean ?? true,
     clientId: options.clientId ?? options.device?.id ?? 'anonymous',
     ...(options.device ? { cert: options.device.chainPem, key: options.device.keyPem } : {}),
     ...(options.cert ? { cert: options.cert } : {}),
