@@ -22,6 +22,7 @@ import {
   eventually,
   granted,
   rawSession,
+  reattest,
   remainingLength,
 } from './support/mqtt.ts';
 import {
@@ -372,6 +373,24 @@ for (const backend of backends()) {
         .execute();
       await noConnack(connect(port, ca, { device: d2 }));
       assert.ok((await events(d2.id)).some((e) => e.reason === 'BROKER_DEVICE_QUARANTINED'));
+    });
+
+    test('a quarantined device, released and attested again, connects again', async () => {
+      const d = await attested(a);
+      const dev = await session({ device: d });
+      const q = await svc.call('POST', `/v1/devices/${d.id}/quarantine`, {
+        token: a.tokens.Contributor,
+        body: {},
+      });
+      assert.equal(q.status, 200, q.body);
+      await dev.closed;
+      const r = await svc.call('DELETE', `/v1/devices/${d.id}/quarantine`, { token: a.tokens.Contributor });
+      assert.equal(r.status, 200, r.body);
+      const again = await reattest(svc, d.device);
+      assert.notEqual(again.serial, d.serial);
+      const back = await session({ device: again });
+      await back.client.publishAsync(`devices/${d.id}/telemetry`, 'back', { qos: 1 });
+      await back.end();
     });
 
     test('refuses a device that uses another clientId, and cloud clients without a valid tenant token', async () => {

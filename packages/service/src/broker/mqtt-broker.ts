@@ -409,8 +409,10 @@ export class MqttBroker implements DeviceSessions {
         await this.#refused(san.tenantId, san.deviceId, reason);
         throw refusal(RC_NOT_AUTHORIZED, reason);
       }
+      // Ended while this connect was being checked (after `started` was read): the connect loses the
+      // race. An end before it started is already reflected in what the store answered above.
       const ended = this.#ended.get(san.deviceId);
-      if (ended !== undefined && ended >= started)
+      if (ended !== undefined && ended > started)
         throw refusal(RC_NOT_AUTHORIZED, 'BROKER_DEVICE_QUARANTINED');
       session = { identity: { kind: 'device', tenantId: san.tenantId, deviceId: san.deviceId, serial } };
     } else {

@@ -32,6 +32,11 @@ export async function attestDevice(
 ): Promise<AttestedDevice> {
   const device = await createSoftDevice(svc, { claimToken, ...(deviceGroup ? { deviceGroup } : {}) });
   await device.measure({ kind: 'runtime', digest: TEST_RUNTIME, name: 'heptad-runtime', version: '1.0.0' });
+  return reattest(svc, device);
+}
+
+/** The device attests (again) and gets a new certificate. */
+export async function reattest(svc: TestService, device: SoftDevice): Promise<AttestedDevice> {
   const e = await device.evidence(await device.challenge());
   const r = await svc.call('POST', '/v1/attestation/evidence', { body: wire(e) });
   if (r.status !== 201) throw new Error(`attest: ${r.status} ${r.body}`);
