@@ -425,7 +425,29 @@ for (const backend of backends()) {
       assert.equal(u.status, 200, u.body);
       await dev.closed;
       await noConnack(connect(port, ca, { device: d }));
-      assert.ok((await events(d.id)).some((e) => e.reason === 'BROKER_DEVICE_NOT_CLAIMED'));
+      // unclaim revoked its certificate
+      assert.ok((await events(d.id)).some((e) => e.reason === 'BROKER_CERTIFICATE_REVOKED'));
+    });
+
+    test('unclaiming a device revokes its live certificates: the old tenant’s CRL lists them (for Mosquitto)', async () => {
+      const d = await attested(a);
+      const u = await svc.call('POST', `/v1/devices/${d.id}/unclaim`, { token: svc.operatorToken });
+      assert.equal(u.status, 200, u.body);
+      const crl = await svc.call('GET', '/v1/tenants/current/crl', { token: a.tokens.Reader });
+      assert.equal(crl.status, 200, crl.body);
+      const listed = crl.body
+        .split(/(?=-----BEGIN X509 CRL-----)/)
+        .flatMap((pem) => new x509.X509Crl(pem).entries.map((e) => e.serialNumber.toLowerCase()));
+      assert.ok(
+        listed.includes(d.serial.replace(/^0+/, '')) || listed.includes(d.serial),
+        `${d.serial} in ${listed}`,
+      );
+      const row = await svc.db
+        .selectFrom('device_certificates')
+        .select('revoked_at')
+        .where('serial', '=', d.serial)
+        .executeTakeFirstOrThrow();
+      assert.equal(row.revoked_at, svc.now.toISOString());
     });
 
     test('refuses a persistent session (clean session 0) from a device and from a cloud client', async () => {
