@@ -817,6 +817,11 @@ export const ERROR_REGISTRY = {
     title: 'The MQTT packet is larger than the broker accepts',
     hint: 'send smaller messages, or raise --mqtt-max-packet-size on the service',
   },
+  BROKER_SUBSCRIPTION_LIMIT: {
+    status: 0,
+    title: 'The MQTT client holds as many subscriptions as the broker allows',
+    hint: 'use fewer, wider filters (devices/+/…); a SUBSCRIBE with more than 100 filters closes the connection',
+  },
   BROKER_PERSISTENT_SESSION_REFUSED: {
     status: 0,
     title: 'The MQTT broker keeps no persistent sessions (clean session 0 is refused)',

@@ -140,6 +140,15 @@ for (const backend of backends()) {
         .where('kind', '=', 'broker.refused')
         .execute();
 
+    const soon = (p: Promise<void>) =>
+      Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error('still open')), 5_000))]);
+    /** waits until the device has `rows` refusal rows (the broker writes them after closing), then a little more */
+    const settled = async (deviceId: string, rows: number) => {
+      const until = Date.now() + 5_000;
+      while ((await events(deviceId)).length < rows && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200));
+    };
     /** every table but security_events: what a refused connect must leave as it was */
     const state = async () =>
       JSON.stringify(
@@ -464,6 +473,14 @@ for (const backend of backends()) {
       await dev.end();
     });
 
+    test('refuses a keepalive of 0 (none) or above 1800 s', async () => {
+      const d = await attested(a);
+      await noConnack(connect(port, ca, { device: d, keepalive: 0 }));
+      await noConnack(connect(port, ca, { device: d, keepalive: 3_600 }));
+      const dev = await session({ device: d, keepalive: 1_800 });
+      await dev.end();
+    });
+
     test('an MQTT 5 client gets no session (aedes 1.2 speaks MQTT 3.1.1)', async () => {
       const d = await attested(a);
       await noConnack(connect(port, ca, { device: d, protocolVersion: 5 }));
@@ -514,6 +531,47 @@ for (const backend of backends()) {
       for (const f of ['#', '+/#', '$SYS/#', 'devices/+/telemetry', `devices/${other.id}/#`, 'devices/#']) {
         assert.equal(await granted(dev.client, f), 128, f);
       }
+    });
+
+    test('a SUBSCRIBE with many refused filters costs one event write per reason and ends the session', async () => {
+      const d = await attested(a);
+      const other = await attested(a);
+      const dev = await session({ device: d });
+      // 40 filters (within the test broker's 4096-byte packet limit), all another device's
+      const filters = Array.from({ length: 40 }, (_, i) => `devices/${other.id}/x${i}`);
+      dev.client.subscribe(filters, { qos: 0 }, () => undefined);
+      await soon(dev.closed);
+      await settled(d.id, 1);
+      assert.deepEqual(
+        (await events(d.id)).map((e) => [e.reason, Number(e.count)]),
+        [['BROKER_TOPIC_DENIED', 1]],
+      );
+    });
+
+    test('a SUBSCRIBE carrying more than 100 filters closes the connection', async () => {
+      const ops = await cloud(a, 'Reader');
+      ops.client.subscribe(
+        Array.from({ length: 101 }, (_, i) => `devices/+/y${i}`),
+        { qos: 0 },
+        () => undefined,
+      );
+      await soon(ops.closed);
+    });
+
+    test('a session holds at most 100 subscriptions; unsubscribing frees a place', async () => {
+      const ops = await cloud(a, 'Reader');
+      for (let part = 0; part < 2; part++) {
+        const filters = Array.from({ length: 50 }, (_, i) => `devices/+/t${part * 50 + i}`);
+        const g = await ops.client.subscribeAsync(filters, { qos: 0 });
+        assert.deepEqual(
+          g.map((x) => x.qos),
+          filters.map(() => 0),
+        );
+      }
+      assert.equal(await granted(ops.client, 'devices/+/one-too-many'), 128);
+      assert.equal(await granted(ops.client, 'devices/+/t7'), 0, 'one it holds already');
+      await ops.client.unsubscribeAsync('devices/+/t0');
+      assert.equal(await granted(ops.client, 'devices/+/one-too-many'), 0);
     });
 
     test('nothing crosses tenants: subscriptions to another tenant’s devices are refused or receive nothing', async () => {

@@ -24,6 +24,18 @@ export const MAX_MQTT_MAX_PACKET_SIZE = 16 * 1024 * 1024;
 export const DEFAULT_SWEEP_INTERVAL_MS = 60_000;
 /** A TLS connection must send CONNECT within this time. */
 export const CONNECT_TIMEOUT_MS = 10_000;
+/** A TLS handshake must complete within this time. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** The largest keepalive a client may announce, in seconds (0, no keepalive, is refused too). */
+export const KEEPALIVE_LIMIT_S = 1_800;
+/** A client that reads nothing for this long while the broker has data for it is disconnected. */
+export const DRAIN_TIMEOUT_MS = 10_000;
+/** Subscriptions one session may hold; a SUBSCRIBE carrying more filters than this closes the connection. */
+export const MAX_SUBSCRIPTIONS = 100;
+/** Refused subscriptions one session may collect before it is disconnected. */
+export const MAX_REFUSALS = 20;
+/** A refusal of one device for one reason is written to the store at most this often (it is always logged). */
+const REFUSAL_WRITE_INTERVAL_MS = 60_000;
 /** Device → tenant/group and group → tenant/policy answers are reused this long. */
 const LOOKUP_TTL_MS = 5_000;
 const LOOKUP_CACHE_MAX = 100_000;
@@ -64,6 +76,10 @@ interface Session {
   readonly identity: BrokerIdentity;
   /** cloud clients: the token's hash, re-resolved by the sweep */
   readonly tokenHash?: string;
+  /** the filters it holds (granted), at most MAX_SUBSCRIPTIONS */
+  readonly filters: Set<string>;
+  /** refused subscriptions so far; at MAX_REFUSALS the session ends */
+  refusals: number;
 }
 
 /** A tenant issuing CA as the broker checks device certificates against it. */
@@ -121,6 +137,8 @@ export class MqttBroker implements DeviceSessions {
   readonly #owners = new Map<string, string>();
   readonly #devices = new Map<string, Cached<{ tenantId: string | null; deviceGroupId: string | null }>>();
   readonly #groups = new Map<string, Cached<{ tenantId: string; allowPeerMessages: boolean }>>();
+  /** `<device id> <reason>` → when a refusal of it was last written to the store */
+  readonly #refusalWrites = new Map<string, number>();
   /** tenantId → its issuing CAs */
   readonly #cas = new Map<string, Cached<IssuingCa[]>>();
   /** a device's TLS connection → the leaf and the id of the tenant issuing CA that verified it (#accept) */
@@ -147,6 +165,8 @@ export class MqttBroker implements DeviceSessions {
   async start(): Promise<void> {
     const aedes = await Aedes.createBroker({
       connectTimeout: CONNECT_TIMEOUT_MS,
+      keepaliveLimit: KEEPALIVE_LIMIT_S,
+      drainTimeout: DRAIN_TIMEOUT_MS,
       maxTopicLevels: MAX_TOPIC_LEVELS,
       heartbeatInterval: 3_600_000,
       authenticate: (client, _username, password, done) => {
@@ -172,8 +192,13 @@ export class MqttBroker implements DeviceSessions {
       },
       authorizeForward: (client, packet) => this.#authorizeForward(client, packet),
     });
+    aedes.on('unsubscribe', (filters: string[], client: Client) => {
+      const s = this.#sessions.get(client);
+      for (const f of filters) s?.filters.delete(f);
+    });
     this.#aedes = aedes;
     const server = tls.createServer({
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
       key: this.#options.tls.key,
       cert: this.#options.tls.cert,
       // Devices present a certificate; cloud clients may not (they send a token). No `ca`: the
@@ -328,6 +353,7 @@ export class MqttBroker implements DeviceSessions {
     }
     const client = aedes.handle(socket);
     this.#limitPacketSize(client);
+    this.#limitSubscribe(client);
     // Forgotten on the next turn, after aedes has published the session's will (authorized here).
     socket.once('close', () => setImmediate(() => this.#forget(client)));
   }
@@ -366,6 +392,39 @@ export class MqttBroker implements DeviceSessions {
         return false;
       }
       return done;
+    };
+  }
+
+  /**
+   * A SUBSCRIBE carrying more filters than a session may hold closes the connection before any
+   * filter is looked at (each would cost an authorization, perhaps a store read).
+   */
+  #limitSubscribe(client: Client): void {
+    const parser = (
+      client as unknown as { _parser?: { emit: (event: string, ...args: unknown[]) => boolean } }
+    )._parser;
+    if (!parser) throw new Error('aedes parser has changed: cannot limit SUBSCRIBE');
+    const emit = parser.emit;
+    parser.emit = (event: string, ...args: unknown[]) => {
+      const packet = args[0] as { cmd?: string; subscriptions?: unknown[] } | undefined;
+      if (
+        event === 'packet' &&
+        packet?.cmd === 'subscribe' &&
+        (packet.subscriptions?.length ?? 0) > MAX_SUBSCRIPTIONS
+      ) {
+        const s = this.#sessions.get(client);
+        this.#log?.info(
+          { filters: packet.subscriptions?.length },
+          'mqtt SUBSCRIBE with too many filters: connection closed',
+        );
+        if (s?.identity.kind === 'device')
+          this.#refused(s.identity.tenantId, s.identity.deviceId, 'BROKER_SUBSCRIPTION_LIMIT').catch(
+            () => undefined,
+          );
+        client.conn.destroy();
+        return false;
+      }
+      return emit.call(parser, event, ...args);
     };
   }
 
@@ -414,7 +473,11 @@ export class MqttBroker implements DeviceSessions {
       const ended = this.#ended.get(san.deviceId);
       if (ended !== undefined && ended > started)
         throw refusal(RC_NOT_AUTHORIZED, 'BROKER_DEVICE_QUARANTINED');
-      session = { identity: { kind: 'device', tenantId: san.tenantId, deviceId: san.deviceId, serial } };
+      session = {
+        identity: { kind: 'device', tenantId: san.tenantId, deviceId: san.deviceId, serial },
+        filters: new Set(),
+        refusals: 0,
+      };
     } else {
       const token = password?.toString('utf8') ?? '';
       const found = await this.#tokens.resolveToken(token);
@@ -426,6 +489,8 @@ export class MqttBroker implements DeviceSessions {
       session = {
         identity: { kind: 'cloud', tenantId: p.tenantId, userId: p.userId, role: p.role },
         tokenHash: found.hash,
+        filters: new Set(),
+        refusals: 0,
       };
     }
     if (!isClientIdAllowed(session.identity, client.id)) {
@@ -441,8 +506,21 @@ export class MqttBroker implements DeviceSessions {
     }
   }
 
+  /**
+   * Logs a refusal of a known device and records it as a security event — at most once per device
+   * and reason per minute (the store folds them into one row per minute anyway): a client sending
+   * refusal after refusal costs no store write per refusal.
+   */
   async #refused(tenantId: string | null, deviceId: string, reason: string): Promise<void> {
     this.#log?.info({ tenantId, deviceId, reason }, 'mqtt refused');
+    const key = `${deviceId} ${reason}`;
+    const now = this.#clock().getTime();
+    const last = this.#refusalWrites.get(key);
+    if (last !== undefined && now - last < REFUSAL_WRITE_INTERVAL_MS) return;
+    this.#refusalWrites.delete(key);
+    if (this.#refusalWrites.size >= LOOKUP_CACHE_MAX)
+      this.#refusalWrites.delete(this.#refusalWrites.keys().next().value as string);
+    this.#refusalWrites.set(key, now);
     try {
       await this.#store.recordRefusal({ tenantId, deviceId, reason, at: this.#clock().toISOString() });
     } catch (e) {
@@ -515,9 +593,26 @@ export class MqttBroker implements DeviceSessions {
 
   async #authorizeSubscribe(client: Client, filter: string): Promise<boolean> {
     const s = this.#sessions.get(client);
-    if (s && (await this.#allowed(s.identity, checkSubscribe(s.identity, filter)))) return true;
-    if (s?.identity.kind === 'device')
-      await this.#refused(s.identity.tenantId, s.identity.deviceId, 'BROKER_TOPIC_DENIED');
+    if (!s || s.refusals >= MAX_REFUSALS) return false;
+    const full = () => !s.filters.has(filter) && s.filters.size >= MAX_SUBSCRIPTIONS;
+    let reason = 'BROKER_SUBSCRIPTION_LIMIT';
+    if (!full()) {
+      if (await this.#allowed(s.identity, checkSubscribe(s.identity, filter))) {
+        if (!full()) {
+          s.filters.add(filter);
+          return true;
+        }
+      } else reason = 'BROKER_TOPIC_DENIED';
+    }
+    s.refusals += 1;
+    if (s.refusals === MAX_REFUSALS) {
+      this.#log?.info(
+        { clientId: client.id, refusals: s.refusals },
+        'mqtt too many refused subscriptions: connection closed',
+      );
+      client.conn.destroy();
+    }
+    if (s.identity.kind === 'device') await this.#refused(s.identity.tenantId, s.identity.deviceId, reason);
     return false;
   }
 

@@ -77,6 +77,8 @@ export function connect(
     protocolVersion?: 4 | 5;
     /** false asks for a persistent session */
     clean?: boolean;
+    /** seconds; mqtt.js's default is 60 */
+    keepalive?: number;
     will?: { topic: string; payload: string };
   },
 ): Promise<Connected> {
@@ -89,6 +91,7 @@ export function connect(
     connectTimeout: 5_000,
     protocolVersion: options.protocolVersion ?? 4,
     clean: options.clean ?? true,
+    ...(options.keepalive !== undefined ? { keepalive: options.keepalive } : {}),
     clientId: options.clientId ?? options.device?.id ?? 'anonymous',
     ...(options.device ? { cert: options.device.chainPem, key: options.device.keyPem } : {}),
     ...(options.cert ? { cert: options.cert } : {}),
