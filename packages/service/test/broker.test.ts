@@ -402,6 +402,35 @@ for (const backend of backends()) {
       await back.end();
     });
 
+    test('a quarantined device’s will is not published when it is cut off', async () => {
+      const d = await attested(a);
+      const ops = await cloud(a, 'Reader');
+      await ops.client.subscribeAsync(`devices/${d.id}/status`, { qos: 0 });
+      const dev = await session({ device: d, will: { topic: `devices/${d.id}/status`, payload: 'offline' } });
+      const q = await svc.call('POST', `/v1/devices/${d.id}/quarantine`, {
+        token: a.tokens.Contributor,
+        body: {},
+      });
+      assert.equal(q.status, 200, q.body);
+      await dev.closed;
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(ops.received, []);
+    });
+
+    test('another user of the tenant cannot take over a live cloud clientId; the same user can', async () => {
+      const clientId = `${a.id}/takeover-${open.length}`;
+      const first = await session({ password: a.tokens.Reader, clientId });
+      await noConnack(connect(port, ca, { password: a.tokens.Administrator, clientId }));
+      assert.equal(await granted(first.client, 'devices/+/still-here'), 0, 'the first session lives on');
+      const again = await session({ password: a.tokens.Reader, clientId });
+      await first.closed; // taken over by its own user
+      await again.end();
+      await new Promise((r) => setTimeout(r, 100)); // the broker has seen the close
+      // free again: anyone of the tenant may use it
+      const other = await session({ password: a.tokens.Administrator, clientId });
+      await other.end();
+    });
+
     test('refuses a device that uses another clientId, and cloud clients without a valid tenant token', async () => {
       const d = await attested(a);
       const other = await attested(a);

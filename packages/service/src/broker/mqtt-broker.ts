@@ -137,6 +137,8 @@ export class MqttBroker implements DeviceSessions {
   readonly #owners = new Map<string, string>();
   readonly #devices = new Map<string, Cached<{ tenantId: string | null; deviceGroupId: string | null }>>();
   readonly #groups = new Map<string, Cached<{ tenantId: string; allowPeerMessages: boolean }>>();
+  /** a live cloud client's clientId → its session and user: another user may not take it over */
+  readonly #cloudIds = new Map<string, { client: Client; userId: string }>();
   /** `<device id> <reason>` → when a refusal of it was last written to the store */
   readonly #refusalWrites = new Map<string, number>();
   /** tenantId → its issuing CAs */
@@ -176,7 +178,11 @@ export class MqttBroker implements DeviceSessions {
         );
       },
       authorizePublish: (client, packet, done) => {
-        if (!client) return done(null); // the broker's own messages ($SYS): no session can subscribe to them
+        // The broker's own messages: only $SYS (no session can subscribe to it).
+        if (!client)
+          return packet.topic.startsWith('$SYS/')
+            ? done(null)
+            : done(Object.assign(new Error('BROKER_TOPIC_DENIED'), { code: 'BROKER_TOPIC_DENIED' }));
         // The hot path — a device publishing under its own topic — needs no store: decided synchronously.
         if (this.#authorizeOwnPublish(client, packet)) return done(null);
         this.#authorizePublish(client, packet).then(
@@ -254,6 +260,8 @@ export class MqttBroker implements DeviceSessions {
     if (!clients) return 0;
     for (const c of clients) {
       this.#log?.info({ deviceId, reason }, 'mqtt session ended');
+      // A device cut off (quarantine, unclaim) says nothing more: its will is dropped, not published.
+      (c as unknown as { will: unknown }).will = null;
       c.conn.destroy();
     }
     return clients.size;
@@ -361,6 +369,7 @@ export class MqttBroker implements DeviceSessions {
   #forget(client: Client): void {
     const s = this.#sessions.get(client);
     this.#sessions.delete(client);
+    if (this.#cloudIds.get(client.id)?.client === client) this.#cloudIds.delete(client.id);
     if (s?.identity.kind === 'device') {
       const set = this.#byDevice.get(s.identity.deviceId);
       set?.delete(client);
@@ -496,8 +505,16 @@ export class MqttBroker implements DeviceSessions {
     if (!isClientIdAllowed(session.identity, client.id)) {
       throw refusal(RC_IDENTIFIER_REJECTED, 'BROKER_CLIENT_ID_INVALID');
     }
+    // MQTT lets a new connection with a live clientId take over its session: among cloud clients
+    // of a tenant, only the same user may (its own reconnect), not any other token of the tenant.
+    const holder = this.#cloudIds.get(client.id);
+    if (session.identity.kind === 'cloud' && holder && holder.userId !== session.identity.userId) {
+      throw refusal(RC_IDENTIFIER_REJECTED, 'BROKER_CLIENT_ID_INVALID');
+    }
     if (socket.destroyed) throw refusal(RC_NOT_AUTHORIZED, 'connection closed');
     this.#sessions.set(client, session);
+    if (session.identity.kind === 'cloud')
+      this.#cloudIds.set(client.id, { client, userId: session.identity.userId });
     if (session.identity.kind === 'device') {
       const id = session.identity.deviceId;
       const set = this.#byDevice.get(id) ?? new Set<Client>();
