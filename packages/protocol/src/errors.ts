@@ -857,6 +857,11 @@ export const ERROR_REGISTRY = {
     title: 'The device holds no certificate yet',
     hint: 'attest it first: heptad device attest --state DIR',
   },
+  DEVICE_CERT_OUT_UNSAFE: {
+    status: 0,
+    title: 'The export folder is writable by other users',
+    hint: 'export into a folder only you can write to (chmod go-w DIR2), or a new one',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_REGISTRY;
