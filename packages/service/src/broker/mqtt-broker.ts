@@ -303,7 +303,9 @@ export class MqttBroker implements DeviceSessions {
       this.#handle(socket);
       return;
     }
-    // Not read until verified: the socket buffers what the client sends meanwhile.
+    // Not read until verified: the socket buffers what the client sends meanwhile. aedes listens
+    // for socket errors only once it handles the socket: a reset before then must not go unheard.
+    socket.on('error', (e) => this.#log?.debug({ err: e.message }, 'mqtt socket error'));
     this.#verifyChain(leaf).then(
       (caId) => {
         if (caId === null) {
