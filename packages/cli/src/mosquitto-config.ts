@@ -38,8 +38,8 @@ export function renderMosquittoConfig(i: MosquittoConfigInput): { config: string
   const config = [
     `# Mosquitto configuration for Heptad tenant "${i.tenant.name}" (${i.tenant.id}),`,
     `# written by \`heptad broker config mosquitto\` at ${i.writtenAt}.`,
-    '# Run it again at least daily and after every quarantine, then reload Mosquitto (kill -HUP):',
-    '# the CRL is valid for 24 h and lists the certificates of quarantined devices.',
+    '# Run it again at least daily and after every quarantine and unclaim, then reload Mosquitto (kill -HUP):',
+    '# the CRL is valid for 24 h and lists the revoked certificates (devices quarantined or unclaimed).',
     'per_listener_settings false',
     'allow_anonymous false',
     'persistence false',
