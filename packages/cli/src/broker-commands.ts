@@ -384,6 +384,11 @@ export const BROKER_COMMANDS: readonly CommandSpec[] = [
     options: [
       { name: 'state', type: 'string', valueName: 'DIR', description: 'device state folder', required: true },
       { name: 'out', type: 'string', valueName: 'DIR2', description: 'folder to write to', required: true },
+      {
+        name: 'force',
+        type: 'boolean',
+        description: 'replace files a previous export wrote (after a new attestation)',
+      },
     ],
     service: false,
     examples: [
@@ -400,8 +405,20 @@ export const BROKER_COMMANDS: readonly CommandSpec[] = [
       if (!cert)
         throw new HeptadError('DEVICE_CERT_NOT_ISSUED', `device ${config.deviceId} holds no certificate`);
       const out = resolve(ctx.io.cwd, String(str(ctx, 'out')));
-      if (existsSync(out) && !statSync(out).isDirectory())
-        throw new HeptadError('CLI_USAGE', `--out ${out} is not a folder`);
+      if (existsSync(out)) {
+        const st = statSync(out);
+        if (!st.isDirectory()) throw new HeptadError('CLI_USAGE', `--out ${out} is not a folder`);
+        // Another user who may write there could swap the key or the chain, or link them elsewhere.
+        if ((st.mode & 0o022) !== 0)
+          throw new HeptadError('DEVICE_CERT_OUT_UNSAFE', `--out ${out} is writable by group or others`);
+        const names = ['device-chain.pem', 'device-key.pem', 'tenant-root.pem', 'platform-ca.pem'];
+        const existing = names.filter((n) => existsSync(`${out}/${n}`));
+        if (existing.length > 0 && ctx.options['force'] !== true)
+          throw new HeptadError(
+            'CLI_FILE_EXISTS',
+            `${out} holds ${existing.join(', ')} already (--force replaces them)`,
+          );
+      }
       mkdirSync(out, { recursive: true, mode: 0o700 });
       writeFileAtomic(`${out}/device-chain.pem`, cert.chainPem, 0o644);
       writeFileAtomic(`${out}/device-key.pem`, cert.keyPem, 0o600);

@@ -1,8 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import mqtt from 'mqtt';
 import { runCli } from '../src/run.ts';
 import {
   type BrokerFixture,
@@ -61,6 +70,32 @@ describe('heptad mqtt pub/sub and device cert export against the embedded broker
       assert.ok(existsSync(join(dev.pemDir, f)), f);
     assert.equal(statSync(join(dev.pemDir, 'device-key.pem')).mode & 0o777, 0o600);
     assert.match(dev.chainPem, /BEGIN CERTIFICATE[\s\S]+BEGIN CERTIFICATE/);
+  });
+
+  test('device cert export does not overwrite without --force, and refuses a folder others may write to', async () => {
+    const before = readFileSync(join(dev.pemDir, 'device-key.pem'), 'utf8');
+    const again = await fx.cli(['device', 'cert', 'export', '--state', dev.state, '--out', dev.pemDir]);
+    assert.equal(again.code, 1);
+    assert.match(again.err, /^heptad: CLI_FILE_EXISTS: /);
+    const forced = await fx.cli([
+      'device',
+      'cert',
+      'export',
+      '--state',
+      dev.state,
+      '--out',
+      dev.pemDir,
+      '--force',
+    ]);
+    assert.equal(forced.code, 0, forced.err);
+    assert.equal(readFileSync(join(dev.pemDir, 'device-key.pem'), 'utf8'), before);
+    const open = join(fx.dir, 'world-writable');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    const unsafe = await fx.cli(['device', 'cert', 'export', '--state', dev.state, '--out', open, '--force']);
+    assert.equal(unsafe.code, 1);
+    assert.match(unsafe.err, /^heptad: DEVICE_CERT_OUT_UNSAFE: /);
+    assert.deepEqual(readdirSync(open), []);
   });
 
   test('device cert export refuses a TPM device and a device without a certificate, writing nothing', async () => {
@@ -220,10 +255,13 @@ describe('heptad mqtt pub/sub and device cert export against the embedded broker
       /^heptad: MQTT_PUBLISH_REFUSED: /,
     ],
     [
-      'refused/the operator token',
+      // The CLI asks the service for the token's tenant first, so the operator is refused there,
+      // before MQTT; the broker's own refusal of the operator token (CONNACK 5) is in
+      // packages/service/test/broker.test.ts and in 'refused/the operator token at the broker' below.
+      'refused/the operator token (no tenant: before any MQTT)',
       () => ['mqtt', 'sub', 'devices/+/x', '--timeout', '5', ...broker()],
       () => fx.operatorEnv,
-      /^heptad: (TENANT_NOT_FOUND|AUTH_TENANT_REQUIRED|MQTT_CONNECTION_REFUSED): /,
+      /^heptad: AUTH_TENANT_REQUIRED: /,
     ],
     [
       'refused/no broker there',
@@ -250,6 +288,30 @@ describe('heptad mqtt pub/sub and device cert export against the embedded broker
       /^heptad: CLI_USAGE: /,
     ],
   ];
+  test('refused/the operator token at the broker (CONNACK 5, not authorized)', async () => {
+    const code = await new Promise<number | undefined>((resolve) => {
+      const c = mqtt.connect({
+        host: '127.0.0.1',
+        port: fx.mqttPort,
+        protocol: 'mqtts',
+        ca,
+        reconnectPeriod: 0,
+        clientId: `${a.id}/operator`,
+        username: 'token',
+        password: String(fx.operatorEnv['HEPTAD_TOKEN']),
+      });
+      c.once('connect', () => {
+        c.end(true);
+        resolve(0);
+      });
+      c.once('error', (e) => {
+        c.end(true);
+        resolve((e as { code?: number }).code);
+      });
+    });
+    assert.equal(code, 5);
+  });
+
   for (const [name, argv, env, expected] of refusals) {
     test(name, async () => {
       const r = await fx.cli(argv(), env());

@@ -136,6 +136,8 @@ describe('Mosquitto configured by heptad broker config mosquitto', () => {
       'require_certificate true',
       'use_identity_as_username true',
       'allow_anonymous false',
+      'retain_available false',
+      'persistent_client_expiration 1h',
     ]) {
       assert.ok(conf.includes(`\n${line}\n`), line);
     }

@@ -890,6 +890,16 @@ export const ERROR_REGISTRY = {
     title: 'The MQTT packet is larger than the broker accepts',
     hint: 'send smaller messages, or raise --mqtt-max-packet-size on the service',
   },
+  BROKER_SUBSCRIPTION_LIMIT: {
+    status: 0,
+    title: 'The MQTT client holds as many subscriptions as the broker allows',
+    hint: 'use fewer, wider filters (devices/+/…); a SUBSCRIBE with more than 100 filters closes the connection',
+  },
+  BROKER_PERSISTENT_SESSION_REFUSED: {
+    status: 0,
+    title: 'The MQTT broker keeps no persistent sessions (clean session 0 is refused)',
+    hint: 'connect with clean session 1 (mosquitto_sub without -c, mqtt.js clean: true) and subscribe again after each connect',
+  },
   MQTT_CONNECTION_FAILED: {
     status: 0,
     title: 'The MQTT broker cannot be reached or closed the connection',
@@ -919,6 +929,11 @@ export const ERROR_REGISTRY = {
     status: 0,
     title: 'The device holds no certificate yet',
     hint: 'attest it first: heptad device attest --state DIR',
+  },
+  DEVICE_CERT_OUT_UNSAFE: {
+    status: 0,
+    title: 'The export folder is writable by other users',
+    hint: 'export into a folder only you can write to (chmod go-w DIR2), or a new one',
   },
 } as const satisfies Record<string, ErrorSpec>;
 

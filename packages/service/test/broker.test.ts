@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { createPublicKey, X509Certificate } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import {
   createCertificateAuthority,
@@ -9,6 +10,7 @@ import {
   toPem,
   toPrivateKey,
 } from '@heptad/protocol';
+import * as x509 from '@peculiar/x509';
 import { checkPublish, checkSubscribe, isClientIdAllowed } from '../src/broker/topic-policy.ts';
 import {
   type AttestedDevice,
@@ -20,6 +22,7 @@ import {
   eventually,
   granted,
   rawSession,
+  reattest,
   remainingLength,
 } from './support/mqtt.ts';
 import {
@@ -137,6 +140,76 @@ for (const backend of backends()) {
         .where('kind', '=', 'broker.refused')
         .execute();
 
+    const soon = (p: Promise<void>) =>
+      Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error('still open')), 5_000))]);
+    /** waits until the device has `rows` refusal rows (the broker writes them after closing), then a little more */
+    const settled = async (deviceId: string, rows: number) => {
+      const until = Date.now() + 5_000;
+      while ((await events(deviceId)).length < rows && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200));
+    };
+    /** every table but security_events: what a refused connect must leave as it was */
+    const state = async () =>
+      JSON.stringify(
+        (JSON.parse(await svc.snapshot()) as Array<[string, unknown]>).filter(
+          ([t]) => t !== 'security_events',
+        ),
+      );
+    /**
+     * A leaf signed by `issuerTenant`'s real issuing CA (its sealed key opened as the service
+     * does) that names `sanTenant` and `deviceId` in its SAN and carries `serial`: what anyone
+     * holding one tenant CA key could make.
+     */
+    const forge = async (o: {
+      issuerTenant: string;
+      sanTenant: string;
+      deviceId: string;
+      serial: string;
+      keyPem: string;
+    }) => {
+      const row = await svc.db
+        .selectFrom('tenant_cas')
+        .selectAll()
+        .where('tenant_id', '=', o.issuerTenant)
+        .where('kind', '=', 'issuing')
+        .executeTakeFirstOrThrow();
+      const keyPkcs8 = svc.keys.open(
+        Buffer.from(row.key_sealed, 'base64'),
+        `tenant-ca:${o.issuerTenant}:${row.id}`,
+      );
+      // Not the protocol's issuer: it refuses a SAN tenant other than the CA's own (the forgery).
+      const ec = { name: 'ECDSA', namedCurve: 'P-256' };
+      const caCert = new x509.X509Certificate(row.cert_pem);
+      const spki = createPublicKey(o.keyPem).export({ format: 'der', type: 'spki' });
+      const leafCert = await x509.X509CertificateGenerator.create({
+        serialNumber: o.serial,
+        subject: `CN=${o.deviceId}`,
+        issuer: caCert.subject,
+        notBefore: new Date(Date.now() - 60_000),
+        notAfter: new Date(Date.now() + 3_600_000),
+        signingAlgorithm: { ...ec, hash: 'SHA-256' },
+        publicKey: await crypto.subtle.importKey('spki', spki, ec, true, ['verify']),
+        signingKey: await crypto.subtle.importKey('pkcs8', keyPkcs8, ec, false, ['sign']),
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+          new x509.SubjectAlternativeNameExtension([
+            { type: 'url', value: `urn:heptad:device:${o.deviceId}` },
+            { type: 'url', value: `urn:heptad:tenant:${o.sanTenant}` },
+          ]),
+          await x509.AuthorityKeyIdentifierExtension.create(caCert),
+        ],
+      });
+      const leaf = leafCert.toString('pem');
+      return `${leaf.trim()}\n${row.cert_pem.trim()}\n`;
+    };
+    const otherKeyPem = () =>
+      generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+        .privateKey.export({ format: 'pem', type: 'pkcs8' })
+        .toString();
+
     before(async () => {
       svc = await createTestService(backend, 'broker', { mqtt: true, maxPacketSize: 4096 });
       svc.now = new Date(); // TLS checks certificate validity against the real clock
@@ -219,6 +292,62 @@ for (const backend of backends()) {
       );
     });
 
+    test('refuses a certificate another tenant’s real issuing CA signed with this tenant’s SAN and serial (no CONNACK)', async () => {
+      const d = await attested(a);
+      await attested(b); // tenant B has its CA
+      const before = await state();
+      const eventsBefore = (await events(d.id)).length;
+      // With the device's real key (as if it leaked) and with the forger's own key.
+      for (const keyPem of [d.keyPem, otherKeyPem()]) {
+        const cert = await forge({
+          issuerTenant: b.id,
+          sanTenant: a.id,
+          deviceId: d.id,
+          serial: d.serial,
+          keyPem,
+        });
+        await noConnack(connect(port, ca, { cert, key: keyPem, clientId: d.id }));
+      }
+      assert.equal(await state(), before);
+      assert.equal((await events(d.id)).length, eventsBefore);
+      assert.equal(svc.app.broker?.endDeviceSessions(d.id, 'test'), 0, 'no session of it');
+    });
+
+    test('refuses a certificate of the right tenant CA whose key is not the one on record for its serial', async () => {
+      const d = await attested(a);
+      const before = await state();
+      const keyPem = otherKeyPem();
+      const cert = await forge({
+        issuerTenant: a.id,
+        sanTenant: a.id,
+        deviceId: d.id,
+        serial: d.serial,
+        keyPem,
+      });
+      await noConnack(connect(port, ca, { cert, key: keyPem, clientId: d.id }));
+      assert.equal(await state(), before);
+      assert.deepEqual(
+        (await events(d.id)).map((e) => e.reason),
+        ['BROKER_CERTIFICATE_UNKNOWN'],
+      );
+    });
+
+    test('the TLS CertificateRequest names no CA (tenant ids are not disclosed)', async () => {
+      const r = await new Promise<string>((resolve) => {
+        const p = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_2'], {
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        let out = '';
+        p.stdout.on('data', (c: Buffer) => {
+          out += c.toString();
+        });
+        p.on('close', () => resolve(out));
+        setTimeout(() => p.stdin.end(), 500);
+      });
+      assert.match(r, /No client certificate CA names sent/);
+      assert.doesNotMatch(r, new RegExp(a.id));
+    });
+
     test('refuses an expired certificate', async () => {
       const real = svc.now;
       svc.now = new Date(real.getTime() - 2 * 86_400_000);
@@ -255,6 +384,53 @@ for (const backend of backends()) {
       assert.ok((await events(d2.id)).some((e) => e.reason === 'BROKER_DEVICE_QUARANTINED'));
     });
 
+    test('a quarantined device, released and attested again, connects again', async () => {
+      const d = await attested(a);
+      const dev = await session({ device: d });
+      const q = await svc.call('POST', `/v1/devices/${d.id}/quarantine`, {
+        token: a.tokens.Contributor,
+        body: {},
+      });
+      assert.equal(q.status, 200, q.body);
+      await dev.closed;
+      const r = await svc.call('DELETE', `/v1/devices/${d.id}/quarantine`, { token: a.tokens.Contributor });
+      assert.equal(r.status, 200, r.body);
+      const again = await reattest(svc, d.device);
+      assert.notEqual(again.serial, d.serial);
+      const back = await session({ device: again });
+      await back.client.publishAsync(`devices/${d.id}/telemetry`, 'back', { qos: 1 });
+      await back.end();
+    });
+
+    test('a quarantined device’s will is not published when it is cut off', async () => {
+      const d = await attested(a);
+      const ops = await cloud(a, 'Reader');
+      await ops.client.subscribeAsync(`devices/${d.id}/status`, { qos: 0 });
+      const dev = await session({ device: d, will: { topic: `devices/${d.id}/status`, payload: 'offline' } });
+      const q = await svc.call('POST', `/v1/devices/${d.id}/quarantine`, {
+        token: a.tokens.Contributor,
+        body: {},
+      });
+      assert.equal(q.status, 200, q.body);
+      await dev.closed;
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(ops.received, []);
+    });
+
+    test('another user of the tenant cannot take over a live cloud clientId; the same user can', async () => {
+      const clientId = `${a.id}/takeover-${open.length}`;
+      const first = await session({ password: a.tokens.Reader, clientId });
+      await noConnack(connect(port, ca, { password: a.tokens.Administrator, clientId }));
+      assert.equal(await granted(first.client, 'devices/+/still-here'), 0, 'the first session lives on');
+      const again = await session({ password: a.tokens.Reader, clientId });
+      await first.closed; // taken over by its own user
+      await again.end();
+      await new Promise((r) => setTimeout(r, 100)); // the broker has seen the close
+      // free again: anyone of the tenant may use it
+      const other = await session({ password: a.tokens.Administrator, clientId });
+      await other.end();
+    });
+
     test('refuses a device that uses another clientId, and cloud clients without a valid tenant token', async () => {
       const d = await attested(a);
       const other = await attested(a);
@@ -287,7 +463,51 @@ for (const backend of backends()) {
       assert.equal(u.status, 200, u.body);
       await dev.closed;
       await noConnack(connect(port, ca, { device: d }));
-      assert.ok((await events(d.id)).some((e) => e.reason === 'BROKER_DEVICE_NOT_CLAIMED'));
+      // unclaim revoked its certificate
+      assert.ok((await events(d.id)).some((e) => e.reason === 'BROKER_CERTIFICATE_REVOKED'));
+    });
+
+    test('unclaiming a device revokes its live certificates: the old tenant’s CRL lists them (for Mosquitto)', async () => {
+      const d = await attested(a);
+      const u = await svc.call('POST', `/v1/devices/${d.id}/unclaim`, { token: svc.operatorToken });
+      assert.equal(u.status, 200, u.body);
+      const crl = await svc.call('GET', '/v1/tenants/current/crl', { token: a.tokens.Reader });
+      assert.equal(crl.status, 200, crl.body);
+      const listed = crl.body
+        .split(/(?=-----BEGIN X509 CRL-----)/)
+        .flatMap((pem) => new x509.X509Crl(pem).entries.map((e) => e.serialNumber.toLowerCase()));
+      assert.ok(
+        listed.includes(d.serial.replace(/^0+/, '')) || listed.includes(d.serial),
+        `${d.serial} in ${listed}`,
+      );
+      const row = await svc.db
+        .selectFrom('device_certificates')
+        .select('revoked_at')
+        .where('serial', '=', d.serial)
+        .executeTakeFirstOrThrow();
+      assert.equal(row.revoked_at, svc.now.toISOString());
+    });
+
+    test('refuses a persistent session (clean session 0) from a device and from a cloud client', async () => {
+      const d = await attested(a);
+      const before = await state();
+      await noConnack(connect(port, ca, { device: d, clean: false }));
+      const label = `${a.id}/persistent-${open.length}`;
+      await noConnack(connect(port, ca, { password: a.tokens.Reader, clientId: label, clean: false }));
+      assert.equal(await state(), before);
+      // the same clients with a clean session are welcome
+      const dev = await session({ device: d });
+      const ops = await session({ password: a.tokens.Reader, clientId: label });
+      assert.equal(await granted(ops.client, 'devices/+/#', 1), 1);
+      await dev.end();
+    });
+
+    test('refuses a keepalive of 0 (none) or above 1800 s', async () => {
+      const d = await attested(a);
+      await noConnack(connect(port, ca, { device: d, keepalive: 0 }));
+      await noConnack(connect(port, ca, { device: d, keepalive: 3_600 }));
+      const dev = await session({ device: d, keepalive: 1_800 });
+      await dev.end();
     });
 
     test('an MQTT 5 client gets no session (aedes 1.2 speaks MQTT 3.1.1)', async () => {
@@ -340,6 +560,47 @@ for (const backend of backends()) {
       for (const f of ['#', '+/#', '$SYS/#', 'devices/+/telemetry', `devices/${other.id}/#`, 'devices/#']) {
         assert.equal(await granted(dev.client, f), 128, f);
       }
+    });
+
+    test('a SUBSCRIBE with many refused filters costs one event write per reason and ends the session', async () => {
+      const d = await attested(a);
+      const other = await attested(a);
+      const dev = await session({ device: d });
+      // 40 filters (within the test broker's 4096-byte packet limit), all another device's
+      const filters = Array.from({ length: 40 }, (_, i) => `devices/${other.id}/x${i}`);
+      dev.client.subscribe(filters, { qos: 0 }, () => undefined);
+      await soon(dev.closed);
+      await settled(d.id, 1);
+      assert.deepEqual(
+        (await events(d.id)).map((e) => [e.reason, Number(e.count)]),
+        [['BROKER_TOPIC_DENIED', 1]],
+      );
+    });
+
+    test('a SUBSCRIBE carrying more than 100 filters closes the connection', async () => {
+      const ops = await cloud(a, 'Reader');
+      ops.client.subscribe(
+        Array.from({ length: 101 }, (_, i) => `devices/+/y${i}`),
+        { qos: 0 },
+        () => undefined,
+      );
+      await soon(ops.closed);
+    });
+
+    test('a session holds at most 100 subscriptions; unsubscribing frees a place', async () => {
+      const ops = await cloud(a, 'Reader');
+      for (let part = 0; part < 2; part++) {
+        const filters = Array.from({ length: 50 }, (_, i) => `devices/+/t${part * 50 + i}`);
+        const g = await ops.client.subscribeAsync(filters, { qos: 0 });
+        assert.deepEqual(
+          g.map((x) => x.qos),
+          filters.map(() => 0),
+        );
+      }
+      assert.equal(await granted(ops.client, 'devices/+/one-too-many'), 128);
+      assert.equal(await granted(ops.client, 'devices/+/t7'), 0, 'one it holds already');
+      await ops.client.unsubscribeAsync('devices/+/t0');
+      assert.equal(await granted(ops.client, 'devices/+/one-too-many'), 0);
     });
 
     test('nothing crosses tenants: subscriptions to another tenant’s devices are refused or receive nothing', async () => {

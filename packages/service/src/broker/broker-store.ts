@@ -9,6 +9,9 @@ export interface CertificateView {
   /** the tenant the certificate was issued for, and the device */
   tenantId: string;
   deviceId: string;
+  /** the tenant CA that signed it, and the SHA-256 of its subject public key (SPKI DER, hex) */
+  issuingCaId: string;
+  spkiSha256: string;
   notAfter: string;
   revokedAt: string | null;
   /** the device's tenant now (null: unclaimed since) and quarantine */
@@ -21,12 +24,14 @@ const CERTIFICATE = new RawQuery<{
   serial: string;
   tenant_id: string;
   device_id: string;
+  issuing_ca_id: string;
+  spki_sha256: string;
   not_after: string;
   revoked_at: string | null;
   device_tenant_id: string | null;
   quarantined_at: string | null;
 }>(
-  'select c.serial, c.tenant_id, c.device_id, c.not_after, c.revoked_at, d.tenant_id as device_tenant_id, ' +
+  'select c.serial, c.tenant_id, c.device_id, c.issuing_ca_id, c.spki_sha256, c.not_after, c.revoked_at, d.tenant_id as device_tenant_id, ' +
     'd.quarantined_at from device_certificates c join devices d on d.id = c.device_id where c.serial = ?',
 );
 const DEVICE = new RawQuery<{ tenant_id: string | null; device_group_id: string | null }>(
@@ -35,8 +40,8 @@ const DEVICE = new RawQuery<{ tenant_id: string | null; device_group_id: string 
 const GROUP = new RawQuery<{ tenant_id: string; allow_peer_messages: number }>(
   'select tenant_id, allow_peer_messages from device_groups where id = ?',
 );
-const TRUST = new RawQuery<{ cert_pem: string }>(
-  'select cert_pem from tenant_cas order by tenant_id, kind, generation',
+const TENANT_CAS = new RawQuery<{ id: string; cert_pem: string; not_after: string }>(
+  "select id, cert_pem, not_after from tenant_cas where tenant_id = ? and kind = 'issuing' order by generation",
 );
 
 /**
@@ -60,6 +65,8 @@ export class BrokerStore {
       serial: r.serial,
       tenantId: r.tenant_id,
       deviceId: r.device_id,
+      issuingCaId: r.issuing_ca_id,
+      spkiSha256: r.spki_sha256,
       notAfter: r.not_after,
       revokedAt: r.revoked_at,
       deviceTenantId: r.device_tenant_id,
@@ -77,9 +84,13 @@ export class BrokerStore {
     return r && { tenantId: r.tenant_id, allowPeerMessages: Number(r.allow_peer_messages) === 1 };
   }
 
-  /** Every tenant CA certificate (roots and issuing generations): what the TLS listener trusts. */
-  async trustedCas(): Promise<string[]> {
-    return (await TRUST.all(this.#db, this.#sql, [])).map((r) => r.cert_pem);
+  /** One tenant's issuing CAs (every generation): the only CAs a device certificate naming that tenant may chain to. */
+  async issuingCas(tenantId: string): Promise<Array<{ id: string; certPem: string; notAfter: string }>> {
+    return (await TENANT_CAS.all(this.#db, this.#sql, [tenantId])).map((r) => ({
+      id: r.id,
+      certPem: r.cert_pem,
+      notAfter: r.not_after,
+    }));
   }
 
   /** A refused connection or message of a known device, as a security event (bursts fold). */

@@ -1,3 +1,4 @@
+import { createHash, X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client } from 'aedes';
@@ -23,6 +24,18 @@ export const MAX_MQTT_MAX_PACKET_SIZE = 16 * 1024 * 1024;
 export const DEFAULT_SWEEP_INTERVAL_MS = 60_000;
 /** A TLS connection must send CONNECT within this time. */
 export const CONNECT_TIMEOUT_MS = 10_000;
+/** A TLS handshake must complete within this time. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** The largest keepalive a client may announce, in seconds (0, no keepalive, is refused too). */
+export const KEEPALIVE_LIMIT_S = 1_800;
+/** A client that reads nothing for this long while the broker has data for it is disconnected. */
+export const DRAIN_TIMEOUT_MS = 10_000;
+/** Subscriptions one session may hold; a SUBSCRIBE carrying more filters than this closes the connection. */
+export const MAX_SUBSCRIPTIONS = 100;
+/** Refused subscriptions one session may collect before it is disconnected. */
+export const MAX_REFUSALS = 20;
+/** A refusal of one device for one reason is written to the store at most this often (it is always logged). */
+const REFUSAL_WRITE_INTERVAL_MS = 60_000;
 /** Device → tenant/group and group → tenant/policy answers are reused this long. */
 const LOOKUP_TTL_MS = 5_000;
 const LOOKUP_CACHE_MAX = 100_000;
@@ -63,6 +76,17 @@ interface Session {
   readonly identity: BrokerIdentity;
   /** cloud clients: the token's hash, re-resolved by the sweep */
   readonly tokenHash?: string;
+  /** the filters it holds (granted), at most MAX_SUBSCRIPTIONS */
+  readonly filters: Set<string>;
+  /** refused subscriptions so far; at MAX_REFUSALS the session ends */
+  refusals: number;
+}
+
+/** A tenant issuing CA as the broker checks device certificates against it. */
+interface IssuingCa {
+  readonly id: string;
+  readonly cert: X509Certificate;
+  readonly notAfter: string;
 }
 
 interface Cached<T> {
@@ -113,6 +137,14 @@ export class MqttBroker implements DeviceSessions {
   readonly #owners = new Map<string, string>();
   readonly #devices = new Map<string, Cached<{ tenantId: string | null; deviceGroupId: string | null }>>();
   readonly #groups = new Map<string, Cached<{ tenantId: string; allowPeerMessages: boolean }>>();
+  /** a live cloud client's clientId → its session and user: another user may not take it over */
+  readonly #cloudIds = new Map<string, { client: Client; userId: string }>();
+  /** `<device id> <reason>` → when a refusal of it was last written to the store */
+  readonly #refusalWrites = new Map<string, number>();
+  /** tenantId → its issuing CAs */
+  readonly #cas = new Map<string, Cached<IssuingCa[]>>();
+  /** a device's TLS connection → the leaf and the id of the tenant issuing CA that verified it (#accept) */
+  readonly #verified = new WeakMap<tls.TLSSocket, { leaf: X509Certificate; caId: string }>();
 
   constructor(options: MqttBrokerOptions, deps: MqttBrokerDeps) {
     this.#options = options;
@@ -135,6 +167,8 @@ export class MqttBroker implements DeviceSessions {
   async start(): Promise<void> {
     const aedes = await Aedes.createBroker({
       connectTimeout: CONNECT_TIMEOUT_MS,
+      keepaliveLimit: KEEPALIVE_LIMIT_S,
+      drainTimeout: DRAIN_TIMEOUT_MS,
       maxTopicLevels: MAX_TOPIC_LEVELS,
       heartbeatInterval: 3_600_000,
       authenticate: (client, _username, password, done) => {
@@ -144,7 +178,11 @@ export class MqttBroker implements DeviceSessions {
         );
       },
       authorizePublish: (client, packet, done) => {
-        if (!client) return done(null); // the broker's own messages ($SYS): no session can subscribe to them
+        // The broker's own messages: only $SYS (no session can subscribe to it).
+        if (!client)
+          return packet.topic.startsWith('$SYS/')
+            ? done(null)
+            : done(Object.assign(new Error('BROKER_TOPIC_DENIED'), { code: 'BROKER_TOPIC_DENIED' }));
         // The hot path — a device publishing under its own topic — needs no store: decided synchronously.
         if (this.#authorizeOwnPublish(client, packet)) return done(null);
         this.#authorizePublish(client, packet).then(
@@ -160,13 +198,19 @@ export class MqttBroker implements DeviceSessions {
       },
       authorizeForward: (client, packet) => this.#authorizeForward(client, packet),
     });
+    aedes.on('unsubscribe', (filters: string[], client: Client) => {
+      const s = this.#sessions.get(client);
+      for (const f of filters) s?.filters.delete(f);
+    });
     this.#aedes = aedes;
     const server = tls.createServer({
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
       key: this.#options.tls.key,
       cert: this.#options.tls.cert,
-      ca: await this.#store.trustedCas(),
-      // Devices present a certificate; cloud clients may not (they send a token). A certificate
-      // that does not verify ends the connection before MQTT is read (below).
+      // Devices present a certificate; cloud clients may not (they send a token). No `ca`: the
+      // CertificateRequest names no CA (a list of every tenant's CA would disclose every tenant
+      // id), and a client certificate is verified in #accept against the CAs of the one tenant
+      // its SAN names — never against another tenant's CA.
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
@@ -203,11 +247,9 @@ export class MqttBroker implements DeviceSessions {
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
   }
 
-  /** Re-reads the tenant CAs the listener trusts (after a tenant CA is created or rotated). */
+  /** Forgets the tenant CAs read so far (after a tenant CA is created or rotated): re-read at the next connect. */
   async reloadTrust(): Promise<void> {
-    if (!this.#server) return;
-    const ca = await this.#store.trustedCas();
-    this.#server.setSecureContext({ key: this.#options.tls.key, cert: this.#options.tls.cert, ca });
+    this.#cas.clear();
   }
 
   endDeviceSessions(deviceId: string, reason: string): number {
@@ -218,6 +260,8 @@ export class MqttBroker implements DeviceSessions {
     if (!clients) return 0;
     for (const c of clients) {
       this.#log?.info({ deviceId, reason }, 'mqtt session ended');
+      // A device cut off (quarantine, unclaim) says nothing more: its will is dropped, not published.
+      (c as unknown as { will: unknown }).will = null;
       c.conn.destroy();
     }
     return clients.size;
@@ -254,14 +298,64 @@ export class MqttBroker implements DeviceSessions {
   }
 
   #accept(socket: tls.TLSSocket): void {
-    const peer = socket.getPeerCertificate();
-    const presented = peer !== null && Object.keys(peer).length > 0;
-    if (presented && !socket.authorized) {
-      // Another CA, expired, not yet valid: closed before any MQTT is read — no CONNACK.
-      this.#log?.info({ reason: String(socket.authorizationError) }, 'mqtt client certificate refused');
-      socket.destroy();
+    const leaf = socket.getPeerX509Certificate();
+    if (!leaf) {
+      this.#handle(socket);
       return;
     }
+    // Not read until verified: the socket buffers what the client sends meanwhile. aedes listens
+    // for socket errors only once it handles the socket: a reset before then must not go unheard.
+    socket.on('error', (e) => this.#log?.debug({ err: e.message }, 'mqtt socket error'));
+    this.#verifyChain(leaf).then(
+      (caId) => {
+        if (caId === null) {
+          // Another CA (or another tenant's), expired, not yet valid: closed before any MQTT is read — no CONNACK.
+          this.#log?.info({ serial: leaf.serialNumber }, 'mqtt client certificate refused');
+          socket.destroy();
+          return;
+        }
+        this.#verified.set(socket, { leaf, caId });
+        this.#handle(socket);
+      },
+      (e: unknown) => {
+        this.#log?.error({ err: e }, 'mqtt client certificate check failed');
+        socket.destroy();
+      },
+    );
+  }
+
+  /**
+   * The id of the issuing CA of the tenant the leaf's SAN names that signed it, when both are
+   * valid now; null otherwise. Only that tenant's CAs are tried: holding another tenant's CA key
+   * never makes a certificate naming this tenant acceptable.
+   */
+  async #verifyChain(leaf: X509Certificate): Promise<string | null> {
+    const san = sanIdentity(leaf.subjectAltName);
+    if (!san.tenantId || !san.deviceId) return null;
+    const now = this.#clock();
+    if (!(Date.parse(leaf.validFrom) <= now.getTime() && now.getTime() < Date.parse(leaf.validTo)))
+      return null;
+    const cas = (await this.#tenantCas(san.tenantId)) ?? [];
+    const nowIso = now.toISOString();
+    for (const ca of cas) {
+      if (ca.notAfter <= nowIso || !leaf.checkIssued(ca.cert)) continue;
+      if (leaf.verify(ca.cert.publicKey)) return ca.id;
+    }
+    return null;
+  }
+
+  #tenantCas(tenantId: string) {
+    return this.#cached(this.#cas, tenantId, async () =>
+      (await this.#store.issuingCas(tenantId)).map((r) => ({
+        id: r.id,
+        cert: new X509Certificate(r.certPem),
+        notAfter: r.notAfter,
+      })),
+    );
+  }
+
+  #handle(socket: tls.TLSSocket): void {
+    if (socket.destroyed) return;
     const aedes = this.#aedes;
     if (!aedes) {
       socket.destroy();
@@ -269,6 +363,7 @@ export class MqttBroker implements DeviceSessions {
     }
     const client = aedes.handle(socket);
     this.#limitPacketSize(client);
+    this.#limitSubscribe(client);
     // Forgotten on the next turn, after aedes has published the session's will (authorized here).
     socket.once('close', () => setImmediate(() => this.#forget(client)));
   }
@@ -276,6 +371,7 @@ export class MqttBroker implements DeviceSessions {
   #forget(client: Client): void {
     const s = this.#sessions.get(client);
     this.#sessions.delete(client);
+    if (this.#cloudIds.get(client.id)?.client === client) this.#cloudIds.delete(client.id);
     if (s?.identity.kind === 'device') {
       const set = this.#byDevice.get(s.identity.deviceId);
       set?.delete(client);
@@ -310,6 +406,39 @@ export class MqttBroker implements DeviceSessions {
     };
   }
 
+  /**
+   * A SUBSCRIBE carrying more filters than a session may hold closes the connection before any
+   * filter is looked at (each would cost an authorization, perhaps a store read).
+   */
+  #limitSubscribe(client: Client): void {
+    const parser = (
+      client as unknown as { _parser?: { emit: (event: string, ...args: unknown[]) => boolean } }
+    )._parser;
+    if (!parser) throw new Error('aedes parser has changed: cannot limit SUBSCRIBE');
+    const emit = parser.emit;
+    parser.emit = (event: string, ...args: unknown[]) => {
+      const packet = args[0] as { cmd?: string; subscriptions?: unknown[] } | undefined;
+      if (
+        event === 'packet' &&
+        packet?.cmd === 'subscribe' &&
+        (packet.subscriptions?.length ?? 0) > MAX_SUBSCRIPTIONS
+      ) {
+        const s = this.#sessions.get(client);
+        this.#log?.info(
+          { filters: packet.subscriptions?.length },
+          'mqtt SUBSCRIBE with too many filters: connection closed',
+        );
+        if (s?.identity.kind === 'device')
+          this.#refused(s.identity.tenantId, s.identity.deviceId, 'BROKER_SUBSCRIPTION_LIMIT').catch(
+            () => undefined,
+          );
+        client.conn.destroy();
+        return false;
+      }
+      return emit.call(parser, event, ...args);
+    };
+  }
+
   #certificateRefusal(
     c: NonNullable<Awaited<ReturnType<BrokerStore['certificate']>>>,
     tenantId: string,
@@ -325,25 +454,41 @@ export class MqttBroker implements DeviceSessions {
 
   async #authenticate(client: Client, password: Buffer | undefined): Promise<void> {
     const started = this.#generation;
+    // A persistent session would have aedes queue every matching QoS 1 message for it while it is
+    // offline, in memory and unbounded, before any forward check: refused before anything is read.
+    if (!client.clean) throw refusal(RC_NOT_AUTHORIZED, 'BROKER_PERSISTENT_SESSION_REFUSED');
     const socket = client.conn as tls.TLSSocket;
-    const peer = socket.getPeerCertificate();
+    const verified = this.#verified.get(socket);
     let session: Session;
-    if (peer && Object.keys(peer).length > 0) {
-      const san = sanIdentity(peer.subjectaltname);
-      const serial = String(peer.serialNumber ?? '').toLowerCase();
+    if (verified) {
+      const { leaf, caId } = verified;
+      const san = sanIdentity(leaf.subjectAltName);
+      const serial = leaf.serialNumber.toLowerCase();
       if (!san.deviceId || !san.tenantId) throw refusal(RC_NOT_AUTHORIZED, 'BROKER_CERTIFICATE_UNKNOWN');
       const cert = await this.#store.certificate(serial);
-      const reason = cert
-        ? this.#certificateRefusal(cert, san.tenantId, san.deviceId)
-        : 'BROKER_CERTIFICATE_UNKNOWN';
+      // The record of that serial must be this very certificate: same key, same issuing CA (the
+      // one #accept verified it with, of the SAN's tenant), same device and tenant.
+      const spki = createHash('sha256')
+        .update(leaf.publicKey.export({ format: 'der', type: 'spki' }))
+        .digest('hex');
+      const reason =
+        cert && cert.spkiSha256 === spki && cert.issuingCaId === caId
+          ? this.#certificateRefusal(cert, san.tenantId, san.deviceId)
+          : 'BROKER_CERTIFICATE_UNKNOWN';
       if (reason !== null) {
         await this.#refused(san.tenantId, san.deviceId, reason);
         throw refusal(RC_NOT_AUTHORIZED, reason);
       }
+      // Ended while this connect was being checked (after `started` was read): the connect loses the
+      // race. An end before it started is already reflected in what the store answered above.
       const ended = this.#ended.get(san.deviceId);
-      if (ended !== undefined && ended >= started)
+      if (ended !== undefined && ended > started)
         throw refusal(RC_NOT_AUTHORIZED, 'BROKER_DEVICE_QUARANTINED');
-      session = { identity: { kind: 'device', tenantId: san.tenantId, deviceId: san.deviceId, serial } };
+      session = {
+        identity: { kind: 'device', tenantId: san.tenantId, deviceId: san.deviceId, serial },
+        filters: new Set(),
+        refusals: 0,
+      };
     } else {
       const token = password?.toString('utf8') ?? '';
       const found = await this.#tokens.resolveToken(token);
@@ -355,13 +500,23 @@ export class MqttBroker implements DeviceSessions {
       session = {
         identity: { kind: 'cloud', tenantId: p.tenantId, userId: p.userId, role: p.role },
         tokenHash: found.hash,
+        filters: new Set(),
+        refusals: 0,
       };
     }
     if (!isClientIdAllowed(session.identity, client.id)) {
       throw refusal(RC_IDENTIFIER_REJECTED, 'BROKER_CLIENT_ID_INVALID');
     }
+    // MQTT lets a new connection with a live clientId take over its session: among cloud clients
+    // of a tenant, only the same user may (its own reconnect), not any other token of the tenant.
+    const holder = this.#cloudIds.get(client.id);
+    if (session.identity.kind === 'cloud' && holder && holder.userId !== session.identity.userId) {
+      throw refusal(RC_IDENTIFIER_REJECTED, 'BROKER_CLIENT_ID_INVALID');
+    }
     if (socket.destroyed) throw refusal(RC_NOT_AUTHORIZED, 'connection closed');
     this.#sessions.set(client, session);
+    if (session.identity.kind === 'cloud')
+      this.#cloudIds.set(client.id, { client, userId: session.identity.userId });
     if (session.identity.kind === 'device') {
       const id = session.identity.deviceId;
       const set = this.#byDevice.get(id) ?? new Set<Client>();
@@ -370,8 +525,21 @@ export class MqttBroker implements DeviceSessions {
     }
   }
 
+  /**
+   * Logs a refusal of a known device and records it as a security event — at most once per device
+   * and reason per minute (the store folds them into one row per minute anyway): a client sending
+   * refusal after refusal costs no store write per refusal.
+   */
   async #refused(tenantId: string | null, deviceId: string, reason: string): Promise<void> {
     this.#log?.info({ tenantId, deviceId, reason }, 'mqtt refused');
+    const key = `${deviceId} ${reason}`;
+    const now = this.#clock().getTime();
+    const last = this.#refusalWrites.get(key);
+    if (last !== undefined && now - last < REFUSAL_WRITE_INTERVAL_MS) return;
+    this.#refusalWrites.delete(key);
+    if (this.#refusalWrites.size >= LOOKUP_CACHE_MAX)
+      this.#refusalWrites.delete(this.#refusalWrites.keys().next().value as string);
+    this.#refusalWrites.set(key, now);
     try {
       await this.#store.recordRefusal({ tenantId, deviceId, reason, at: this.#clock().toISOString() });
     } catch (e) {
@@ -444,9 +612,26 @@ export class MqttBroker implements DeviceSessions {
 
   async #authorizeSubscribe(client: Client, filter: string): Promise<boolean> {
     const s = this.#sessions.get(client);
-    if (s && (await this.#allowed(s.identity, checkSubscribe(s.identity, filter)))) return true;
-    if (s?.identity.kind === 'device')
-      await this.#refused(s.identity.tenantId, s.identity.deviceId, 'BROKER_TOPIC_DENIED');
+    if (!s || s.refusals >= MAX_REFUSALS) return false;
+    const full = () => !s.filters.has(filter) && s.filters.size >= MAX_SUBSCRIPTIONS;
+    let reason = 'BROKER_SUBSCRIPTION_LIMIT';
+    if (!full()) {
+      if (await this.#allowed(s.identity, checkSubscribe(s.identity, filter))) {
+        if (!full()) {
+          s.filters.add(filter);
+          return true;
+        }
+      } else reason = 'BROKER_TOPIC_DENIED';
+    }
+    s.refusals += 1;
+    if (s.refusals === MAX_REFUSALS) {
+      this.#log?.info(
+        { clientId: client.id, refusals: s.refusals },
+        'mqtt too many refused subscriptions: connection closed',
+      );
+      client.conn.destroy();
+    }
+    if (s.identity.kind === 'device') await this.#refused(s.identity.tenantId, s.identity.deviceId, reason);
     return false;
   }
 

@@ -302,10 +302,19 @@ export class DeviceRegistry {
     );
   }
 
-  /** Takes a claimed device from its tenant (operator only); it can then be claimed again. */
+  /**
+   * Takes a claimed device from its tenant (operator only); it can then be claimed again. Every
+   * unexpired certificate it holds is revoked, so it goes on the old tenant's CRL: a broker that
+   * checks only the CRL (Mosquitto) refuses it at once, not when the certificate expires.
+   */
   async unclaim(ctx: ChangeContext, id: string): Promise<RegisteredDevice> {
     const device = await this.get(id);
     if (device.tenantId === null) throw new HeptadError('DEVICE_NOT_CLAIMED');
+    const revoked = await new AttestationStore(this.#db, this.#sql).revokeDeviceCertificates(
+      device.tenantId,
+      id,
+      ctx.now.toISOString(),
+    );
     // The report goes with the tenant: the next owner learns the runtime at the next attestation,
     // not the events the device reported while it was someone else's.
     await this.#db
@@ -330,7 +339,7 @@ export class DeviceRegistry {
       action: 'device.unclaimed',
       targetType: 'device',
       targetId: id,
-      detail: {},
+      detail: { revokedCertificates: revoked },
     });
     return this.get(id);
   }

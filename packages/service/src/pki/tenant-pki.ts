@@ -307,7 +307,7 @@ export class TenantPki {
 
   /**
    * The tenant's certificate revocation lists (one per published issuing CA, PEM-concatenated):
-   * every unexpired certificate of a quarantined device. Cached until the next change.
+   * every unexpired certificate revoked (a device quarantined or unclaimed). Cached until the next change.
    */
   async crl(tenantId: string): Promise<string> {
     const nowMs = this.#clock().getTime();

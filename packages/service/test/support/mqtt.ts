@@ -32,6 +32,11 @@ export async function attestDevice(
 ): Promise<AttestedDevice> {
   const device = await createSoftDevice(svc, { claimToken, ...(deviceGroup ? { deviceGroup } : {}) });
   await device.measure({ kind: 'runtime', digest: TEST_RUNTIME, name: 'heptad-runtime', version: '1.0.0' });
+  return reattest(svc, device);
+}
+
+/** The device attests (again) and gets a new certificate. */
+export async function reattest(svc: TestService, device: SoftDevice): Promise<AttestedDevice> {
   const e = await device.evidence(await device.challenge());
   const r = await svc.call('POST', '/v1/attestation/evidence', { body: wire(e) });
   if (r.status !== 201) throw new Error(`attest: ${r.status} ${r.body}`);
@@ -70,6 +75,10 @@ export function connect(
     clientId?: string;
     password?: string;
     protocolVersion?: 4 | 5;
+    /** false asks for a persistent session */
+    clean?: boolean;
+    /** seconds; mqtt.js's default is 60 */
+    keepalive?: number;
     will?: { topic: string; payload: string };
   },
 ): Promise<Connected> {
@@ -81,7 +90,8 @@ export function connect(
     reconnectPeriod: 0,
     connectTimeout: 5_000,
     protocolVersion: options.protocolVersion ?? 4,
-    clean: true,
+    clean: options.clean ?? true,
+    ...(options.keepalive !== undefined ? { keepalive: options.keepalive } : {}),
     clientId: options.clientId ?? options.device?.id ?? 'anonymous',
     ...(options.device ? { cert: options.device.chainPem, key: options.device.keyPem } : {}),
     ...(options.cert ? { cert: options.cert } : {}),

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { createDatabase } from '../../../../test/support/postgres.ts';
 import { buildApp } from '../../src/app.ts';
 import type { ErrorReportOptions } from '../../src/error-reports/ingest.ts';
 import type { App } from '../../src/http/deps.ts';
+import { KeyStore } from '../../src/keys/key-store.ts';
 import { connect } from '../../src/store/connect.ts';
 import type { Database } from '../../src/store/schema.ts';
 import { Store } from '../../src/store/store.ts';
@@ -57,6 +58,8 @@ export interface TestService {
   /** with `https: true`: the listening service's URL and the CA its server certificate chains to */
   readonly url: string;
   readonly caPem: string;
+  /** the service's key store: tests open a tenant CA's sealed key with it (`tenant-ca:<tenant>:<ca id>`) */
+  readonly keys: KeyStore;
   /** the injected clock; tests move it */
   now: Date;
   call(method: string, url: string, options?: CallOptions): Promise<CallResult>;
@@ -112,6 +115,7 @@ export async function createTestService(
     store,
     db: conn.db,
     operatorToken: '',
+    keys: new KeyStore(randomBytes(32)),
     mqtt: null,
     url: '',
     caPem: '',
@@ -201,6 +205,7 @@ export async function createTestService(
     store,
     clock: () => svc.now,
     https,
+    keys: svc.keys,
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
     mqtt,
     ...(options.errorReports ? { errorReports: options.errorReports } : {}),
