@@ -172,27 +172,7 @@ export class ServiceClient {
           })().then(() => resolve(bytes), reject);
         },
       );
-      req.on('timeout', () =>
-        req.destroy(
-          new HeptadError(
-            'CLI_CONNECTION_FAILED',
-            `no answer from ${this.#url.origin} within ${this.#timeoutMs} ms`,
-          ),
-        ),
-      );
-      req.on('error', (e: Error & { code?: string }) => {
-        if (e instanceof HeptadError) return reject(e);
-        if (e.code && TLS_TRUST_CODES.has(e.code)) {
-          return reject(
-            new HeptadError('CLI_TLS_UNTRUSTED', `${this.#url.origin}: ${e.message}`, { cause: e }),
-          );
-        }
-        reject(
-          new HeptadError('CLI_CONNECTION_FAILED', `${this.#url.origin}: ${e.code ?? e.message}`, {
-            cause: e,
-          }),
-        );
-      });
+      this.#guard(req, reject);
       req.end();
     });
   }
@@ -228,6 +208,28 @@ export class ServiceClient {
       // not a problem document
     }
     throw new ApiError(status, problem);
+  }
+
+  /** A request's timeout and transport errors, as the CLI's codes (TLS trust apart). */
+  #guard(req: http.ClientRequest, reject: (e: unknown) => void): void {
+    req.on('timeout', () =>
+      req.destroy(
+        new HeptadError(
+          'CLI_CONNECTION_FAILED',
+          `no answer from ${this.#url.origin} within ${this.#timeoutMs} ms`,
+        ),
+      ),
+    );
+    req.on('error', (e: Error & { code?: string }) => {
+      if (e instanceof HeptadError) return reject(e);
+      if (e.code && TLS_TRUST_CODES.has(e.code))
+        return reject(
+          new HeptadError('CLI_TLS_UNTRUSTED', `${this.#url.origin}: ${e.message}`, { cause: e }),
+        );
+      reject(
+        new HeptadError('CLI_CONNECTION_FAILED', `${this.#url.origin}: ${e.code ?? e.message}`, { cause: e }),
+      );
+    });
   }
 
   #send(
@@ -276,27 +278,7 @@ export class ServiceClient {
           res.on('error', reject);
         },
       );
-      req.on('timeout', () =>
-        req.destroy(
-          new HeptadError(
-            'CLI_CONNECTION_FAILED',
-            `no answer from ${this.#url.origin} within ${this.#timeoutMs} ms`,
-          ),
-        ),
-      );
-      req.on('error', (e: Error & { code?: string }) => {
-        if (e instanceof HeptadError) return reject(e);
-        if (e.code && TLS_TRUST_CODES.has(e.code)) {
-          return reject(
-            new HeptadError('CLI_TLS_UNTRUSTED', `${this.#url.origin}: ${e.message}`, { cause: e }),
-          );
-        }
-        reject(
-          new HeptadError('CLI_CONNECTION_FAILED', `${this.#url.origin}: ${e.code ?? e.message}`, {
-            cause: e,
-          }),
-        );
-      });
+      this.#guard(req, reject);
       if (!payload) return req.end();
       // In chunks, with backpressure, so a progress bar can follow a large upload.
       const CHUNK = 256 * 1024;

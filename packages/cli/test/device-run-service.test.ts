@@ -4,14 +4,14 @@
 // (unknown runtime) is abandoned and the service is told at the next successful connection. The
 // same boot and attestation on a TPM over swtpm.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type RunningService, resolveConfig, startService } from '@heptad/service';
-import pino from 'pino';
+import type { RunningService } from '@heptad/service';
 import { startSwtpm, swtpmSkipReason, type TestSwtpm } from '../../../test/support/swtpm.ts';
 import { DeviceProcess, makeRuntimeKit, type RuntimeKit, readJson } from './support/device-process.ts';
+import { startLiveService } from './support/live-service.ts';
 import { runCaptured } from './support/run-cli.ts';
 
 describe('heptad device run with a service', () => {
@@ -62,16 +62,7 @@ describe('heptad device run with a service', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'heptad-runsvc-'));
-    svc = await startService(resolveConfig({ data: join(dir, 'data'), listen: '127.0.0.1:0' }), {
-      logger: pino({ level: 'silent' }),
-      env: {},
-    });
-    env = {
-      HEPTAD_CONFIG_DIR: join(dir, 'cfg'),
-      HEPTAD_URL: svc.url,
-      HEPTAD_TOKEN: readFileSync(svc.operatorTokenPath, 'utf8').trim(),
-      HEPTAD_CA: String(svc.caPath),
-    };
+    ({ svc, env } = await startLiveService(dir));
     assert.equal((await cli(['tenant', 'create', 'Run Tenant'])).code, 0);
     const admin = await cli([
       'user',

@@ -18,8 +18,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { keyIdOf, verifyPackage } from '@heptad/protocol';
-import { type RunningService, resolveConfig, startService } from '@heptad/service';
-import pino from 'pino';
+import type { RunningService } from '@heptad/service';
+import { startLiveService } from './support/live-service.ts';
 import { runCaptured } from './support/run-cli.ts';
 
 describe('heptad image commands', () => {
@@ -54,16 +54,7 @@ describe('heptad image commands', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'heptad-imgcli-'));
-    svc = await startService(resolveConfig({ data: join(dir, 'data'), listen: '127.0.0.1:0' }), {
-      logger: pino({ level: 'silent' }),
-      env: {},
-    });
-    env = {
-      HEPTAD_CONFIG_DIR: join(dir, 'cfg'),
-      HEPTAD_URL: svc.url,
-      HEPTAD_TOKEN: readFileSync(svc.operatorTokenPath, 'utf8').trim(),
-      HEPTAD_CA: String(svc.caPath),
-    };
+    ({ svc, env } = await startLiveService(dir));
     assert.equal((await cli(['tenant', 'create', 'Image Tenant'])).code, 0);
     const mk = async (email: string, role: string) =>
       String(

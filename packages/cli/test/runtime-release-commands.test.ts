@@ -6,8 +6,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type RunningService, resolveConfig, startService } from '@heptad/service';
-import pino from 'pino';
+import type { RunningService } from '@heptad/service';
+import { startLiveService } from './support/live-service.ts';
 import { runCaptured } from './support/run-cli.ts';
 
 describe('heptad runtime release commands', () => {
@@ -36,16 +36,7 @@ describe('heptad runtime release commands', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'heptad-rtrel-'));
-    svc = await startService(resolveConfig({ data: join(dir, 'data'), listen: '127.0.0.1:0' }), {
-      logger: pino({ level: 'silent' }),
-      env: {},
-    });
-    env = {
-      HEPTAD_CONFIG_DIR: join(dir, 'cfg'),
-      HEPTAD_URL: svc.url,
-      HEPTAD_TOKEN: readFileSync(svc.operatorTokenPath, 'utf8').trim(),
-      HEPTAD_CA: String(svc.caPath),
-    };
+    ({ svc, env } = await startLiveService(dir));
     for (const k of ['build.key', 'platform.key'])
       assert.equal((await cli(['key', 'create', '--out', k])).code, 0);
     assert.equal((await cli(['tenant', 'create', 'Feed Tenant'])).code, 0);

@@ -176,6 +176,24 @@ for (const backend of backends()) {
         'REQUEST_UNSUPPORTED_MEDIA_TYPE',
         { 'content-type': 'text/plain' },
       ],
+      [
+        'an app manifest that names another component',
+        () => appPackage({ appManifestPatch: { ComponentId: randomUUID() } }),
+        400,
+        'APP_MANIFEST_INVALID',
+      ],
+      [
+        'an app manifest with an unknown capability',
+        () => appPackage({ appManifestPatch: { Capabilities: { RootShell: true } } }),
+        400,
+        'APP_MANIFEST_INVALID',
+      ],
+      [
+        'DeviceAuthentication for another tenant',
+        () => appPackage({ appManifestPatch: { Capabilities: { DeviceAuthentication: randomUUID() } } }),
+        400,
+        'APP_MANIFEST_INVALID',
+      ],
     ];
     for (const [name, make, status, code, headers] of refusals) {
       test(`refused, nothing stored: ${name}`, async () => {

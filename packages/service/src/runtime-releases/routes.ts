@@ -7,7 +7,6 @@ import type { BlobStore } from '../images/blob-store.ts';
 import { MAX_IMAGE_BYTES } from '../images/image-service.ts';
 import { RuntimeReleaseStore } from './release-store.ts';
 
-const Feed = Type.Union([Type.Literal('retail-eval'), Type.Literal('retail')]);
 /** A release by package digest (64 hex) or by version. */
 const ReleaseRef = Type.String({ minLength: 1, maxLength: 128, pattern: '^[0-9A-Za-z.+-]+$' });
 const ReleaseSchema = Type.Object(

@@ -40,7 +40,8 @@ export function appPackage(o: AppPackageOptions = {}): Buffer {
               ComponentId: componentId,
               EntryPoint: 'main.js',
               Capabilities: { Gpio: ['LED1'] },
-            },
+              ...o.appManifestPatch,
+            } as JsonObject,
           }
         : {}),
     },
