@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { HeptadError } from '@heptad/protocol';
+import { HeptadError, writeFileAtomic } from '@heptad/protocol';
 
 export interface Profile {
   readonly url: string;
@@ -44,9 +44,6 @@ export function saveProfile(env: NodeJS.ProcessEnv, name: string, profile: Profi
   const all = readProfiles(env);
   all.profiles[name] = profile;
   const path = file(env);
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify(all, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, path);
+  writeFileAtomic(path, `${JSON.stringify(all, null, 2)}\n`, 0o600);
   return path;
 }

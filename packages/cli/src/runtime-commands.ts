@@ -24,14 +24,14 @@ import {
   buildPackage,
   HeptadError,
   keyIdOf,
+  // The Heptad runtime's component id (the same for every version; error reports use it too).
+  RUNTIME_COMPONENT_ID,
   readManifestUnverified,
   verifyPackage,
   writeFileAtomic,
 } from '@heptad/protocol';
 import type { CommandContext, CommandSpec } from './spec.ts';
 
-/** The component id of the Heptad device runtime: the same for every version (image-package.md §3). */
-export const RUNTIME_COMPONENT_ID = '5b0c7a52-8d1e-4c61-9a43-2f6e0d1b7c39';
 export const RUNTIME_ENTRY = 'runtime.mjs';
 
 const str = (ctx: CommandContext, name: string): string | undefined => {

@@ -31,8 +31,9 @@ export const MAX_REPORT_COUNT = 1_000_000;
 export const SIGNATURE_FRAMES = 5;
 export const MAX_REPORT_SIGNATURE_LENGTH = 512;
 /**
- * The component id reports of the runtime itself (not of an app) carry: the nil UUID, as no app
- * image can have it.
+ * The component id of the Heptad device runtime: the manifest of every runtime package carries it
+ * (heptad runtime pack), and so do error reports about the runtime itself. The nil UUID, which no
+ * app manifest may use, so a runtime can never pass for an app or the reverse.
  */
 export const RUNTIME_COMPONENT_ID = '00000000-0000-0000-0000-000000000000';
 
