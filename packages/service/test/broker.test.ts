@@ -527,6 +527,22 @@ for (const backend of backends()) {
       await dev.closed;
     });
 
+    test('a session the sweep ends does not publish its will (its credential is no longer good)', async () => {
+      const d = await attested(a);
+      const ops = await cloud(a, 'Reader');
+      await ops.client.subscribeAsync(`devices/${d.id}/status`, { qos: 0 });
+      const dev = await session({ device: d, will: { topic: `devices/${d.id}/status`, payload: 'offline' } });
+      await svc.db
+        .updateTable('device_certificates')
+        .set({ revoked_at: svc.now.toISOString() })
+        .where('serial', '=', d.serial)
+        .execute();
+      assert.equal(await svc.app.broker?.sweep(), 1);
+      await dev.closed;
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(ops.received, []);
+    });
+
     test('the sweep ends a session that outlived its 24 h certificate', async () => {
       const d = await attested(a);
       const dev = await session({ device: d });

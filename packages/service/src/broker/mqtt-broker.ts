@@ -291,6 +291,8 @@ export class MqttBroker implements DeviceSessions {
       if (!ok) {
         ended += 1;
         this.#log?.info({ clientId: client.id }, 'mqtt session ended by the sweep');
+        // Its credential is no longer good: like a quarantined device, it says nothing more.
+        (client as unknown as { will: unknown }).will = null;
         client.conn.destroy();
       }
     }
