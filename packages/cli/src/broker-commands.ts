@@ -9,6 +9,7 @@ import {
   writeFileAtomic,
 } from '@heptad/protocol';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { str } from './args.ts';
 import type { ServiceClient } from './client.ts';
 import { MOSQUITTO_FILES, renderMosquittoConfig } from './mosquitto-config.ts';
 import type { CommandContext, CommandSpec } from './spec.ts';
@@ -18,11 +19,6 @@ const DEFAULT_MOSQUITTO_MAX_PACKET = 256 * 1024;
 const MQTT_CONNECT_TIMEOUT_MS = 10_000;
 const SERVER_CERT_DAYS = 397;
 const LABEL = /^[A-Za-z0-9._-]{1,64}$/;
-
-const str = (ctx: CommandContext, name: string): string | undefined => {
-  const v = ctx.options[name] ?? ctx.args[name];
-  return typeof v === 'string' ? v : undefined;
-};
 
 function intOption(ctx: CommandContext, name: string, min: number, max: number): number | undefined {
   const v = str(ctx, name);

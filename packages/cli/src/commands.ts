@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { HeptadError, isDeviceId } from '@heptad/protocol';
+import { readFileArg, str } from './args.ts';
 import { BROKER_COMMANDS } from './broker-commands.ts';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
@@ -15,10 +14,6 @@ import type { Column, CommandContext, CommandResult, CommandSpec } from './spec.
 type Row = Record<string, unknown>;
 const col = (header: string, key: string): Column => ({ header, get: (r) => r[key] });
 
-const str = (ctx: CommandContext, name: string): string | undefined => {
-  const v = ctx.options[name] ?? ctx.args[name];
-  return typeof v === 'string' ? v : undefined;
-};
 const need = (ctx: CommandContext, name: string): string => {
   const v = str(ctx, name);
   if (v === undefined) throw new HeptadError('CLI_USAGE', `${name} is required`);
@@ -27,14 +22,6 @@ const need = (ctx: CommandContext, name: string): string => {
 const enc = encodeURIComponent;
 /** "Product/Group" travels as one path segment, its slash encoded as %2F. */
 const encGroup = enc;
-
-function readFileArg(ctx: CommandContext, path: string, what: string): string {
-  try {
-    return readFileSync(resolve(ctx.io.cwd, path), 'utf8');
-  } catch (cause) {
-    throw new HeptadError('CLI_FILE_UNREADABLE', `cannot read ${what} ${path}`, { cause });
-  }
-}
 
 /** List output: `{ items }` in JSON (plus `nextCursor` for paged lists), a table otherwise. */
 function list(items: Row[], columns: Column[], data: unknown = { items }): CommandResult {
@@ -140,7 +127,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       const url = need(ctx, 'url');
       const token = need(ctx, 'token').trim();
       const caFile = str(ctx, 'ca');
-      const caPem = caFile === undefined ? undefined : readFileArg(ctx, caFile, 'CA file');
+      const caPem = caFile === undefined ? undefined : readFileArg(ctx, caFile, 'CA file', 'utf8');
       const client = new ServiceClient({ url, token, ...(caPem ? { caPem } : {}) });
       try {
         await client.request('GET', '/v1/tenants');
@@ -474,7 +461,7 @@ export const COMMANDS: readonly CommandSpec[] = [
           throw new HeptadError('CLI_USAGE', 'give --from, or --id with --public-key, not both');
         }
         try {
-          body = JSON.parse(readFileArg(ctx, from, 'registration record')) as Row;
+          body = JSON.parse(readFileArg(ctx, from, 'registration record', 'utf8')) as Row;
         } catch (cause) {
           if (cause instanceof HeptadError) throw cause;
           throw new HeptadError('CLI_FILE_UNREADABLE', `${from} is not JSON`, { cause });
@@ -488,7 +475,7 @@ export const COMMANDS: readonly CommandSpec[] = [
         if (id === undefined || keyFile === undefined) {
           throw new HeptadError('CLI_USAGE', 'give --from FILE, or --id ID and --public-key FILE');
         }
-        body = { id: id.toLowerCase(), publicKey: readFileArg(ctx, keyFile, 'public key file') };
+        body = { id: id.toLowerCase(), publicKey: readFileArg(ctx, keyFile, 'public key file', 'utf8') };
       }
       const rot = str(ctx, 'rot-kind');
       if (rot !== undefined) body['rotKind'] = rot;
@@ -521,7 +508,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       const file = str(ctx, 'from-file');
       if (file !== undefined) {
         ids.push(
-          ...readFileArg(ctx, file, 'device id file')
+          ...readFileArg(ctx, file, 'device id file', 'utf8')
             .split(/\r?\n/)
             .map((l) => l.trim())
             .filter((l) => l !== '' && !l.startsWith('#')),

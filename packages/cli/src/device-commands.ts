@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   attestOnce,
@@ -10,28 +10,8 @@ import {
   parseRotSpec,
 } from '@heptad/device';
 import { HeptadError } from '@heptad/protocol';
+import { readFileArg, str } from './args.ts';
 import type { CommandContext, CommandSpec } from './spec.ts';
-
-const str = (ctx: CommandContext, name: string): string | undefined => {
-  const v = ctx.options[name] ?? ctx.args[name];
-  return typeof v === 'string' ? v : undefined;
-};
-
-function readFileArg(ctx: CommandContext, path: string, what: string): string {
-  try {
-    return readFileSync(resolve(ctx.io.cwd, path), 'utf8');
-  } catch (cause) {
-    throw new HeptadError('CLI_FILE_UNREADABLE', `cannot read ${what} ${path}`, { cause });
-  }
-}
-
-function readBinaryArg(ctx: CommandContext, path: string, what: string): Buffer {
-  try {
-    return readFileSync(resolve(ctx.io.cwd, path));
-  } catch (cause) {
-    throw new HeptadError('CLI_FILE_UNREADABLE', `cannot read ${what} ${path}`, { cause });
-  }
-}
 
 /** Commands that act as the device itself, on its state folder (no operator token involved). */
 export const DEVICE_LOCAL_COMMANDS: readonly CommandSpec[] = [
@@ -106,12 +86,12 @@ export const DEVICE_LOCAL_COMMANDS: readonly CommandSpec[] = [
         stateDir: resolve(ctx.io.cwd, String(str(ctx, 'state'))),
         rot,
         serviceUrl: String(str(ctx, 'service')),
-        platformCaPem: caFile === undefined ? undefined : readFileArg(ctx, caFile, 'platform CA'),
+        platformCaPem: caFile === undefined ? undefined : readFileArg(ctx, caFile, 'platform CA', 'utf8'),
         ...(pcr !== undefined ? { measurementPcr: Number(pcr) } : {}),
         openTpm: openTpmRootOfTrust,
-        runtime: runtimeFile === undefined ? undefined : readBinaryArg(ctx, runtimeFile, 'runtime package'),
+        runtime: runtimeFile === undefined ? undefined : readFileArg(ctx, runtimeFile, 'runtime package'),
         runtimeSignersPem:
-          signerFile === undefined ? undefined : readFileArg(ctx, signerFile, 'runtime signer key'),
+          signerFile === undefined ? undefined : readFileArg(ctx, signerFile, 'runtime signer key', 'utf8'),
       });
       return {
         data: {

@@ -2,14 +2,11 @@ import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'n
 import { resolve } from 'node:path';
 import { DeviceState, FsStorage, readQueueFile } from '@heptad/device';
 import { HeptadError } from '@heptad/protocol';
+import { str } from './args.ts';
 import type { Column, CommandContext, CommandSpec } from './spec.ts';
 
 type Row = Record<string, unknown>;
 const col = (header: string, key: string): Column => ({ header, get: (r) => r[key] });
-const str = (ctx: CommandContext, name: string): string | undefined => {
-  const v = ctx.options[name] ?? ctx.args[name];
-  return typeof v === 'string' ? v : undefined;
-};
 
 /** `7d`, `24h`, `30m` or an ISO-8601 UTC time, as the API takes them. */
 const TIME = /^(?:\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z|[1-9]\d{0,4}[dhm])$/;

@@ -11,15 +11,10 @@ import {
   verifyPackage,
   writeFileAtomic,
 } from '@heptad/protocol';
+import { securityVersionOption, str, versionOption } from './args.ts';
 import { loadSigningKey } from './runtime-commands.ts';
-import type { CommandContext, CommandSpec } from './spec.ts';
+import type { CommandSpec } from './spec.ts';
 
-const str = (ctx: CommandContext, name: string): string | undefined => {
-  const v = ctx.options[name] ?? ctx.args[name];
-  return typeof v === 'string' ? v : undefined;
-};
-
-const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
 const MAX_APP_FILES = 1024;
 
 /**
@@ -126,13 +121,9 @@ export const IMAGE_COMMANDS: readonly CommandSpec[] = [
     examples: ['heptad image pack ./blink --out blink-1.0.0.hpkg --key dev.key --version 1.0.0'],
     async run(ctx) {
       const dir = resolve(ctx.io.cwd, String(str(ctx, 'APP_DIR')));
-      const version = String(str(ctx, 'version'));
-      if (!SEMVER.test(version) || version.length > 128)
-        throw new HeptadError('CLI_USAGE', '--version must be a semantic version such as 1.0.0');
-      const sv = str(ctx, 'security-version') ?? '0';
-      if (!/^\d{1,10}$/.test(sv) || Number(sv) > 2 ** 31 - 1)
-        throw new HeptadError('CLI_USAGE', '--security-version must be a whole number 0–2147483647');
-      const key = loadSigningKey(resolve(ctx.io.cwd, String(str(ctx, 'key'))));
+      const version = versionOption(ctx);
+      const sv = securityVersionOption(ctx, '0');
+      const key = loadSigningKey(ctx, String(str(ctx, 'key')));
       let isDir = false;
       try {
         isDir = lstatSync(dir).isDirectory();
@@ -148,7 +139,7 @@ export const IMAGE_COMMANDS: readonly CommandSpec[] = [
           imageId: randomUUID(),
           name: app.name,
           version,
-          securityVersion: Number(sv),
+          securityVersion: sv,
           type: 'application',
           entryPoint: app.entryPoint,
           appManifest: app.json,

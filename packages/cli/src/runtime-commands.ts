@@ -5,7 +5,7 @@ import {
   type KeyObject,
   randomUUID,
 } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -30,31 +30,20 @@ import {
   verifyPackage,
   writeFileAtomic,
 } from '@heptad/protocol';
+import { readFileArg, securityVersionOption, str, versionOption } from './args.ts';
 import type { CommandContext, CommandSpec } from './spec.ts';
 
 export const RUNTIME_ENTRY = 'runtime.mjs';
 
-const str = (ctx: CommandContext, name: string): string | undefined => {
-  const v = ctx.options[name] ?? ctx.args[name];
-  return typeof v === 'string' ? v : undefined;
-};
 const path = (ctx: CommandContext, name: string): string => resolve(ctx.io.cwd, String(str(ctx, name)));
-
-function readBytes(file: string, what: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (cause) {
-    throw new HeptadError('CLI_FILE_UNREADABLE', `cannot read ${what} ${file}`, { cause });
-  }
-}
 
 /**
  * A signing key file: PKCS#8 PEM, ECDSA P-256, readable by its owner only (like ssh refuses an
  * open private key: a key others can read is not the signer's any more).
  */
-export function loadSigningKey(file: string): KeyObject {
-  const pem = readBytes(file, 'key file');
-  if ((statSync(file).mode & 0o077) !== 0)
+export function loadSigningKey(ctx: CommandContext, file: string): KeyObject {
+  const pem = readFileArg(ctx, file, 'key file');
+  if ((statSync(resolve(ctx.io.cwd, file)).mode & 0o077) !== 0)
     throw new HeptadError('KEY_FILE_PERMISSIONS', `${file} is readable by other users`);
   let key: KeyObject;
   try {
@@ -91,8 +80,6 @@ export async function bundleRuntime(entry: string): Promise<Buffer> {
     throw new HeptadError('RUNTIME_BUILD_FAILED', first ?? (cause as Error).message, { cause });
   }
 }
-
-const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
 
 export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
   {
@@ -180,13 +167,9 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
       'heptad runtime pack --out runtime-1.2.0.hpkg --version 1.2.0 --security-version 3 --key build.key',
     ],
     async run(ctx) {
-      const version = String(str(ctx, 'version'));
-      if (!SEMVER.test(version) || version.length > 128)
-        throw new HeptadError('CLI_USAGE', '--version must be a semantic version such as 1.2.0');
-      const sv = String(str(ctx, 'security-version'));
-      if (!/^\d{1,10}$/.test(sv) || Number(sv) > 2 ** 31 - 1)
-        throw new HeptadError('CLI_USAGE', '--security-version must be a whole number 0–2147483647');
-      const key = loadSigningKey(path(ctx, 'key'));
+      const version = versionOption(ctx);
+      const sv = securityVersionOption(ctx);
+      const key = loadSigningKey(ctx, String(str(ctx, 'key')));
       const from = str(ctx, 'from');
       const entry =
         from === undefined
@@ -201,7 +184,7 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
           imageId: randomUUID(),
           name: 'heptad-runtime',
           version,
-          securityVersion: Number(sv),
+          securityVersion: sv,
           type: 'runtime',
           entryPoint: RUNTIME_ENTRY,
           createdAt: new Date().toISOString(),
@@ -217,7 +200,7 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
           file: out,
           digest: v.digest,
           version,
-          securityVersion: Number(sv),
+          securityVersion: sv,
           size: pkg.length,
           bundleSize: bundle.length,
         },
@@ -252,8 +235,8 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
     examples: ['heptad runtime sign runtime-1.2.0.hpkg --key platform-runtime.key'],
     async run(ctx) {
       const file = resolve(ctx.io.cwd, String(str(ctx, 'FILE')));
-      const key = loadSigningKey(path(ctx, 'key'));
-      const bytes = readBytes(file, 'package');
+      const key = loadSigningKey(ctx, String(str(ctx, 'key')));
+      const bytes = readFileArg(ctx, file, 'package');
       const manifest = readManifestUnverified(bytes);
       if (manifest.type !== 'runtime')
         throw new HeptadError('BOOT_NOT_RUNTIME', `${file} is not a runtime package`);
@@ -412,7 +395,7 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
       const dir = path(ctx, 'state');
       new DeviceState(dir).config(); // a device state folder, or DEVICE_STATE_INVALID
       const storage = new FsStorage(dir);
-      const bytes = readBytes(resolve(ctx.io.cwd, String(str(ctx, 'FILE'))), 'package');
+      const bytes = readFileArg(ctx, String(str(ctx, 'FILE')), 'package');
       const pkg = verifyPackage(bytes, loadPlatformKeys(storage));
       if (pkg.manifest.type !== 'runtime') throw new HeptadError('BOOT_NOT_RUNTIME', 'not a runtime package');
       const keys = loadPlatformKeys(storage);
@@ -454,7 +437,7 @@ export const RUNTIME_RELEASE_COMMANDS: readonly CommandSpec[] = [
     options: [],
     service: true,
     async run(ctx) {
-      const pem = readBytes(resolve(ctx.io.cwd, String(str(ctx, 'FILE'))), 'public key').toString('utf8');
+      const pem = readFileArg(ctx, String(str(ctx, 'FILE')), 'public key').toString('utf8');
       // A private key never leaves this machine, even by mistake.
       if (/PRIVATE KEY/.test(pem))
         throw new HeptadError(
@@ -516,7 +499,7 @@ export const RUNTIME_RELEASE_COMMANDS: readonly CommandSpec[] = [
           'CLI_USAGE',
           'releases are published to retail-eval; then heptad runtime promote --to retail',
         );
-      const bytes = readBytes(resolve(ctx.io.cwd, String(str(ctx, 'FILE'))), 'package');
+      const bytes = readFileArg(ctx, String(str(ctx, 'FILE')), 'package');
       const r = await (await ctx.client()).upload<Record<string, unknown>>('/v1/runtime-releases', bytes);
       return { data: r, table: { columns: RELEASE_COLUMNS, rows: [r] } };
     },
