@@ -3,8 +3,8 @@ import { HeptadError } from '@heptad/protocol';
 import type { Kysely } from 'kysely';
 import { AuditStore } from '../audit/audit-store.ts';
 import type { ChangeContext } from '../context.ts';
-import type { ImageStore } from '../images/image-store.ts';
-import type { ProductStore } from '../products/product-store.ts';
+import type { Image, ImageStore } from '../images/image-store.ts';
+import type { DeviceGroup, ProductStore } from '../products/product-store.ts';
 import { mapUnique } from '../store/errors.ts';
 import type { Database, DeploymentsTable } from '../store/schema.ts';
 
@@ -32,6 +32,15 @@ export interface Deployment {
   createdBy: string;
   createdAt: string;
 }
+
+const toDeploymentImage = (i: Image): DeploymentImage => ({
+  id: i.id,
+  componentId: i.componentId,
+  name: i.name,
+  version: i.version,
+  securityVersion: i.securityVersion,
+  digest: i.digest,
+});
 
 /** Deployments of one tenant (via Store.forTenant): which images each device group must run. */
 export class DeploymentStore {
@@ -72,14 +81,7 @@ export class DeploymentStore {
           },
         );
       components.set(image.componentId, id);
-      images.push({
-        id: image.id,
-        componentId: image.componentId,
-        name: image.name,
-        version: image.version,
-        securityVersion: image.securityVersion,
-        digest: image.digest,
-      });
+      images.push(toDeploymentImage(image));
     }
     const last = await this.#db
       .selectFrom('deployments')
@@ -126,7 +128,7 @@ export class DeploymentStore {
       .where('id', '=', id.toLowerCase())
       .executeTakeFirst();
     if (!row) throw new HeptadError('DEPLOYMENT_NOT_FOUND');
-    return (await this.#expand([row]))[0] as Deployment;
+    return (await this.#expand([row], await this.#products.getGroup(row.device_group_id)))[0] as Deployment;
   }
 
   /** A group's deployments, newest (current) first. */
@@ -140,43 +142,35 @@ export class DeploymentStore {
       .orderBy('seq', 'desc')
       .limit(limit)
       .execute();
-    return this.#expand(rows);
+    return this.#expand(rows, group);
   }
 
-  async #expand(rows: DeploymentsTable[]): Promise<Deployment[]> {
-    const out: Deployment[] = [];
-    for (const row of rows) {
-      const group = await this.#products.getGroup(row.device_group_id);
-      const newest = await this.#db
-        .selectFrom('deployments')
-        .select((eb) => eb.fn.max('seq').as('seq'))
-        .where('tenant_id', '=', this.#tenantId)
-        .where('device_group_id', '=', row.device_group_id)
-        .executeTakeFirst();
-      const images: DeploymentImage[] = [];
-      for (const id of JSON.parse(row.image_ids) as string[]) {
-        const i = await this.#images.get(id);
-        images.push({
-          id: i.id,
-          componentId: i.componentId,
-          name: i.name,
-          version: i.version,
-          securityVersion: i.securityVersion,
-          digest: i.digest,
-        });
-      }
-      out.push({
-        id: row.id,
-        tenantId: row.tenant_id,
-        deviceGroupId: row.device_group_id,
-        deviceGroupName: group.name,
-        productName: group.productName,
-        current: Number(newest?.seq) === Number(row.seq),
-        images,
-        createdBy: row.created_by,
-        createdAt: row.created_at,
-      });
-    }
-    return out;
+  /** Rows of ONE group as API objects: the group, its newest seq and the images read once for all. */
+  async #expand(rows: DeploymentsTable[], group: DeviceGroup): Promise<Deployment[]> {
+    if (rows.length === 0) return [];
+    const newest = await this.#db
+      .selectFrom('deployments')
+      .select((eb) => eb.fn.max('seq').as('seq'))
+      .where('tenant_id', '=', this.#tenantId)
+      .where('device_group_id', '=', group.id)
+      .executeTakeFirst();
+    const ids = rows.map((r) => JSON.parse(r.image_ids) as string[]);
+    const images = new Map((await this.#images.byIds([...new Set(ids.flat())])).map((i) => [i.id, i]));
+    return rows.map((row, n) => ({
+      id: row.id,
+      tenantId: row.tenant_id,
+      deviceGroupId: row.device_group_id,
+      deviceGroupName: group.name,
+      productName: group.productName,
+      current: Number(newest?.seq) === Number(row.seq),
+      images: (ids[n] ?? []).map((id) => {
+        const image = images.get(id);
+        // Images are never deleted, so a deployment's images always exist.
+        if (!image) throw new HeptadError('INTERNAL_ERROR', `image ${id} of deployment ${row.id} is missing`);
+        return toDeploymentImage(image);
+      }),
+      createdBy: row.created_by,
+      createdAt: row.created_at,
+    }));
   }
 }

@@ -70,6 +70,18 @@ export class ImageStore {
     return image;
   }
 
+  /** The images with these ids (one query); unknown ids are simply absent. */
+  async byIds(ids: readonly string[]): Promise<Image[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.#db
+      .selectFrom('images')
+      .selectAll()
+      .where('tenant_id', '=', this.#tenantId)
+      .where('id', 'in', [...ids])
+      .execute();
+    return rows.map(toImage);
+  }
+
   /** Where the stored file is (blob name) — never part of the API. */
   async blobOf(id: string): Promise<{ sha256: string; size: number; digest: string }> {
     const r = await this.#row(id);
