@@ -168,9 +168,20 @@ for (const backend of backendsToTest) {
       // A sender that remembers which batches the service acknowledged.
       const acked = new Set<string>();
       let answered = 0;
+      let sent = 0;
+      // The batch during which the service is killed (0: none): the kill lands 0–5 ms after that
+      // batch leaves, so in flight or just answered, and always before the next one is sent.
+      let killAt = 0;
       const tracking = (inner: ReportSender & { close(): void }) => ({
         async post<T>(path: string, body: unknown): Promise<T> {
-          const r = await inner.post<T>(path, body);
+          sent += 1;
+          const pending = inner.post<T>(path, body);
+          pending.catch(() => {}); // awaited below; a failure while we wait is not unhandled
+          if (sent === killAt) {
+            await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 5)));
+            process.kill(-(svc.child.pid as number), 'SIGKILL');
+          }
+          const r = await pending;
           for (const x of (body as { reports: Array<{ id: string }> }).reports) acked.add(x.id);
           answered++;
           return r;
@@ -182,14 +193,10 @@ for (const backend of backendsToTest) {
       let duplicates = 0;
       for (let round = 0; round < 3; round++) {
         const sender = tracking(createReportSender(new DeviceState(state)));
-        const target = answered + 2 + round;
-        const killer = (async () => {
-          while (answered < target) await new Promise((r) => setTimeout(r, 1));
-          await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 5)));
-          await kill9(svc.child);
-        })();
+        killAt = sent + 2 + round;
         const result = await uploadPending(queue, sender, { maxBatch: 100 });
-        await killer;
+        killAt = 0;
+        await kill9(svc.child); // waits for the exit of the process killed above
         sender.close();
         duplicates += result.duplicate;
         assert.ok(result.stopped, `round ${round}: the kill stopped the upload (${JSON.stringify(result)})`);
