@@ -267,6 +267,11 @@ export const ERROR_REGISTRY = {
     title: 'A measured runtime image is not a known platform runtime',
     hint: 'run a runtime the platform knows (heptad runtime-image list)',
   },
+  ATTEST_APP_NOT_ALLOWED: {
+    status: 403,
+    title: "A measured app is not one the device's group may run",
+    hint: "deploy the app to the device's group, or give the device the appDevelopment capability for developer-signed apps",
+  },
   ATTEST_CSR_INVALID: {
     status: 400,
     title: 'The certificate signing request is malformed or its signature is invalid',
@@ -934,6 +939,91 @@ export const ERROR_REGISTRY = {
     status: 0,
     title: 'The export folder is writable by other users',
     hint: 'export into a folder only you can write to (chmod go-w DIR2), or a new one',
+  },
+  UPDATE_TRANSITION_INVALID: {
+    status: 0,
+    title: 'The update agent was asked for a step its transition table does not allow',
+    hint: "a bug: report it with the device's update/jobs.json",
+  },
+  UPDATE_METADATA_INVALID: {
+    status: 0,
+    title: 'The update metadata is not valid',
+    hint: "check the service's TUF repositories (heptad tuf show) and the device's clock",
+  },
+  UPDATE_METADATA_EXPIRED: {
+    status: 0,
+    title: 'The update metadata has expired',
+    hint: 'the service re-signs metadata automatically; check that it runs and that the device clock is right',
+  },
+  UPDATE_METADATA_ROLLBACK: {
+    status: 0,
+    title: 'The update metadata is older than what the device already trusts',
+    hint: 'nothing to install: someone served old metadata (rollback attack)',
+  },
+  UPDATE_METADATA_UNSIGNED: {
+    status: 0,
+    title: 'The update metadata is not signed by enough trusted keys',
+    hint: 'someone served metadata signed by a wrong key, or the threshold is not met',
+  },
+  UPDATE_METADATA_LENGTH: {
+    status: 0,
+    title: 'The update metadata is longer than declared or does not match its hash',
+    hint: 'someone served altered or endless metadata',
+  },
+  UPDATE_METADATA_UNAVAILABLE: {
+    status: 0,
+    title: 'The service did not serve the update metadata',
+    hint: "check that the device's tenant and group exist and that the service runs",
+  },
+  UPDATE_METADATA_MISMATCH: {
+    status: 0,
+    title: 'The director and the image repository disagree about a target',
+    hint: 'someone altered one repository (mix-and-match attack); nothing is installed',
+  },
+  UPDATE_TARGET_UNKNOWN: {
+    status: 0,
+    title: 'The director names an image the image repository does not list',
+    hint: 'nothing is installed (arbitrary-software attack)',
+  },
+  UPDATE_TARGET_LENGTH: {
+    status: 0,
+    title: 'A download sent more or fewer bytes than asked for',
+    hint: 'the download stops (endless-data attack or a broken server)',
+  },
+  UPDATE_TARGET_CORRUPT: {
+    status: 0,
+    title: 'The downloaded image does not match its length and hash',
+    hint: 'the download is dropped and retried from the start at a later check',
+  },
+  UPDATE_DOWNLOAD_TIMEOUT: {
+    status: 0,
+    title: 'A download took longer than allowed',
+    hint: 'check the network; the download resumes where it stopped at the next check',
+  },
+  UPDATE_DOWNLOAD_FAILED: {
+    status: 0,
+    title: 'A download failed',
+    hint: 'check the network and the service; the download resumes at the next check',
+  },
+  UPDATE_NO_SPACE: {
+    status: 0,
+    title: 'Not enough free space for the update',
+    hint: "free space on the device's state folder",
+  },
+  UPDATE_INSTALL_FAILED: {
+    status: 0,
+    title: 'The update could not be installed',
+    hint: "see the error report for the package's own refusal",
+  },
+  UPDATE_ROLLED_BACK: {
+    status: 0,
+    title: 'The update failed its health check and was rolled back',
+    hint: "see the app's or runtime's error reports; deploy a fixed version",
+  },
+  UPDATE_BUSY: {
+    status: 0,
+    title: 'An update check is already running',
+    hint: 'wait for it to finish',
   },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -7,4 +7,5 @@ export * from './errors.ts';
 export * from './package/index.ts';
 export * from './pki/index.ts';
 export * from './tpm/index.ts';
+export * from './update.ts';
 export * from './x509.ts';

@@ -37,6 +37,7 @@ const AREAS = [
   'KEY',
   'BROKER',
   'MQTT',
+  'UPDATE',
 ];
 const CODE_SHAPE = /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/;
 

@@ -9,6 +9,8 @@ import type { SlotName } from './slots.ts';
 export interface BootInfo {
   readonly slot: SlotName;
   readonly version: string;
+  /** the runtime package's image id (the update agent compares it with what the director names) */
+  readonly imageId: string;
   readonly digest: string;
   readonly securityVersion: number;
   readonly trial: boolean;

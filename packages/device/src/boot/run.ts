@@ -210,6 +210,7 @@ export async function runDevice(options: RunOptions): Promise<{ boots: number }>
       const info: BootInfo = {
         slot: result.slot,
         version: m.version,
+        imageId: m.imageId,
         digest: result.digest,
         securityVersion: m.securityVersion,
         trial: result.trial,

@@ -1,0 +1,155 @@
+/**
+ * How the update agent reaches the service: HTTPS with the device certificate (mTLS), trusting
+ * only the platform CA from manufacture. Every request has a hard deadline (TUF's "slow
+ * retrieval" attack: a server that trickles bytes cannot hold the device forever) and a byte
+ * bound (TUF's "endless data": more bytes than asked for ends the request).
+ */
+import type http from 'node:http';
+import https from 'node:https';
+import { Readable } from 'node:stream';
+import { HeptadError } from '@heptad/protocol';
+import { BaseFetcher } from 'tuf-js';
+import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
+import type { ClientCertificate } from '../agent/service-client.ts';
+import type { RangeSource } from './download.ts';
+
+/** As in service-client.ts: node:http without loading undici. */
+const plainHttp = (): typeof http => process.getBuiltinModule('node:http') as typeof http;
+
+export interface UpdateFetcherOptions {
+  readonly serviceUrl: string;
+  readonly caPem: string | undefined;
+  readonly certificate: ClientCertificate;
+  /** the most one request may take, start to last byte (ms) */
+  readonly deadlineMs?: number;
+}
+
+/** One GET: status, headers and a body bounded by `maxBytes`. */
+interface Answer {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+export class UpdateFetcher extends BaseFetcher {
+  readonly #base: URL;
+  readonly #agent: http.Agent;
+  readonly #deadlineMs: number;
+  /** bytes received by this fetcher (benchmarks and the resume test read it) */
+  received = 0;
+
+  constructor(o: UpdateFetcherOptions) {
+    super();
+    this.#base = new URL(o.serviceUrl);
+    this.#deadlineMs = o.deadlineMs ?? 60_000;
+    this.#agent =
+      this.#base.protocol === 'https:'
+        ? new https.Agent({
+            keepAlive: true,
+            ...(o.caPem ? { ca: o.caPem } : {}),
+            cert: o.certificate.chainPem,
+            key: o.certificate.keyPem,
+          })
+        : new (plainHttp().Agent)({ keepAlive: true });
+  }
+
+  url(path: string): string {
+    return new URL(path, this.#base).toString();
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  /** GET with a deadline and a bound on the body; the body is collected in memory. */
+  get(url: string, maxBytes: number, headers: Record<string, string> = {}): Promise<Answer> {
+    const target = new URL(url);
+    if (target.origin !== this.#base.origin)
+      return Promise.reject(new HeptadError('UPDATE_METADATA_INVALID', 'a URL outside the service'));
+    const mod = target.protocol === 'https:' ? https : plainHttp();
+    return new Promise<Answer>((resolve, reject) => {
+      const req = mod.get(target, { agent: this.#agent, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          this.received += c.length;
+          if (size > maxBytes) {
+            req.destroy(
+              new HeptadError(
+                'UPDATE_TARGET_LENGTH',
+                `more than the ${maxBytes} bytes expected from ${target.pathname}`,
+              ),
+            );
+          } else chunks.push(c);
+        });
+        res.on('end', () => {
+          clearTimeout(timer);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+        });
+        res.on('error', reject);
+      });
+      const timer = setTimeout(
+        () =>
+          req.destroy(
+            new HeptadError(
+              'UPDATE_DOWNLOAD_TIMEOUT',
+              `${target.pathname} took longer than ${this.#deadlineMs} ms`,
+            ),
+          ),
+        this.#deadlineMs,
+      );
+      req.on('error', (e: Error & { code?: string }) => {
+        clearTimeout(timer);
+        reject(
+          e instanceof HeptadError
+            ? e
+            : new HeptadError('DEVICE_SERVICE_UNREACHABLE', `${this.#base.origin}: ${e.code ?? e.message}`, {
+                cause: e,
+              }),
+        );
+      });
+    });
+  }
+
+  /**
+   * tuf-js's hook. It bounds the length itself too (and hashes what it keeps), but the deadline
+   * and our own bound apply first. Non-200 answers become DownloadHTTPError so that tuf-js knows
+   * a 404 for the next root version means "no newer root".
+   */
+  override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
+    let a: Answer;
+    try {
+      a = await this.get(url, MAX_METADATA_BYTES);
+    } catch (e) {
+      if (e instanceof HeptadError && e.code === 'UPDATE_TARGET_LENGTH')
+        throw new DownloadLengthMismatchError(e.message);
+      throw e;
+    }
+    if (a.status !== 200) throw new DownloadHTTPError(`${new URL(url).pathname}: HTTP ${a.status}`, a.status);
+    return Readable.toWeb(Readable.from([a.body])) as unknown as ReadableStream<Uint8Array<ArrayBuffer>>;
+  }
+
+  /** Byte ranges of one target file (for downloadTarget). */
+  rangeSource(url: string): RangeSource {
+    return {
+      get: async (start, end) => {
+        const want = end - start + 1;
+        const a = await this.get(url, want, { range: `bytes=${start}-${end}` });
+        // 206 with exactly the range asked; a 200 is accepted only when it is the whole range.
+        const ok =
+          (a.status === 206 && a.headers['content-range']?.startsWith(`bytes ${start}-${end}/`)) ||
+          (a.status === 200 && start === 0 && a.body.length === want);
+        if (!ok) {
+          throw new HeptadError('UPDATE_DOWNLOAD_FAILED', `range ${start}-${end}: HTTP ${a.status}`, {
+            detail: { status: a.status },
+          });
+        }
+        return a.body;
+      },
+    };
+  }
+}
+
+/** No Heptad metadata file comes near this (tuf-js applies its own per-role bounds too). */
+export const MAX_METADATA_BYTES = 4 * 1024 * 1024;
