@@ -348,14 +348,48 @@ export const DEPLOYMENT_COMMANDS: readonly CommandSpec[] = [
   },
   {
     path: ['deployment', 'show'],
-    summary: 'Show a deployment and its images',
+    summary: "Show a deployment, its images and each device's progress (from the devices' update reports)",
     args: [{ name: 'ID', description: 'deployment id', required: true }],
-    options: [],
+    options: [
+      { name: 'limit', type: 'string', valueName: 'N', description: 'devices shown, 1–1000 (default 100)' },
+      { name: 'after', type: 'string', valueName: 'DEVICE_ID', description: 'devices after this id (paging)' },
+    ],
     service: true,
     async run(ctx) {
       const id = encodeURIComponent(String(str(ctx, 'ID')));
-      const d = await (await ctx.client()).request<Record<string, unknown>>('GET', `/v1/deployments/${id}`);
-      return { data: d, table: { columns: DEPLOYMENT_COLUMNS, rows: [d] } };
+      const client = await ctx.client();
+      const d = await client.request<Record<string, unknown>>('GET', `/v1/deployments/${id}`);
+      const q = new URLSearchParams();
+      const limit = str(ctx, 'limit');
+      const after = str(ctx, 'after');
+      if (limit !== undefined) q.set('limit', limit);
+      if (after !== undefined) q.set('after', after);
+      const progress = await client.request<{
+        summary: Record<string, number>;
+        items: Array<Record<string, unknown>>;
+      }>('GET', `/v1/deployments/${id}/progress${q.size > 0 ? `?${q}` : ''}`);
+      const s = progress.summary;
+      const names = new Map(
+        (d['images'] as Array<Record<string, unknown>>).map((i) => [i['id'], `${i['name']} ${i['version']}`]),
+      );
+      return {
+        data: { ...d, progress },
+        table: {
+          columns: [
+            { header: 'DEVICE', get: (r) => r['deviceId'] },
+            { header: 'STATE', get: (r) => r['state'] },
+            {
+              header: 'IMAGES',
+              get: (r) =>
+                (r['images'] as Array<Record<string, unknown>>)
+                  .map((i) => `${names.get(i['imageId'])}: ${i['state']}${i['code'] ? ` (${i['code']})` : ''}`)
+                  .join(', '),
+            },
+          ],
+          rows: progress.items,
+        },
+        note: `deployment ${d['id']}${d['current'] ? ' (current)' : ''}: ${s['devices']} devices — ${s['installed']} installed, ${s['downloading']} downloading, ${s['pending']} pending, ${s['failed']} failed, ${s['rolledBack']} rolled back`,
+      };
     },
   },
 ];

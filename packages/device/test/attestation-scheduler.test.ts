@@ -13,6 +13,7 @@ import {
 const outcome = (notAfter: Date): AttestationOutcome => ({
   deviceId: 'a'.repeat(64),
   rotKind: 'soft',
+  capabilities: [],
   serial: '01',
   notBefore: new Date(notAfter.getTime() - 86_400_000).toISOString(),
   notAfter: notAfter.toISOString(),

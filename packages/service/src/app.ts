@@ -30,6 +30,7 @@ import { productRoutes } from './products/routes.ts';
 import { runtimeReleaseRoutes } from './runtime-releases/routes.ts';
 import type { Store } from './store/store.ts';
 import { tenantRoutes } from './tenants/routes.ts';
+import { updateRoutes } from './updates/routes.ts';
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 export const API_VERSION = '0.1.0';
@@ -180,5 +181,6 @@ export async function buildApp(options: AppOptions): Promise<App> {
   deploymentRoutes(app, deps);
   runtimeReleaseRoutes(app, { ...deps, blobs });
   capabilityRoutes(app, deps);
+  updateRoutes(app, deps);
   return app;
 }

@@ -427,6 +427,20 @@ const ROWS: Row[] = [
     },
   },
   {
+    method: 'GET',
+    route: '/v1/deployments/{id}/progress',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => {
+      const r = await f.svc.call('POST', '/v1/deployments', {
+        token: f.a.tokens.Contributor,
+        body: { deviceGroup: await groupOf(f), imageIds: [await uploadImage(f)] },
+      });
+      assert.equal(r.status, 201, r.body);
+      return { url: `/v1/deployments/${r.json['id']}/progress` };
+    },
+  },
+  {
     method: 'POST',
     route: '/v1/runtime-signers',
     min: 'operator',
@@ -582,6 +596,12 @@ const ROWS: Row[] = [
     route: '/v1/device/error-reports',
     min: 'device',
     prepare: async () => ({ url: '/v1/device/error-reports', body: { reports: [] } }),
+  },
+  {
+    method: 'POST',
+    route: '/v1/device/update-status',
+    min: 'device',
+    prepare: async () => ({ url: '/v1/device/update-status', body: { statuses: [] } }),
   },
   {
     method: 'GET',

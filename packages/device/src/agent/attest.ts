@@ -15,6 +15,8 @@ import { type DeviceServiceClient, ServiceRefusal } from './service-client.ts';
 export interface AttestationOutcome {
   readonly deviceId: string;
   readonly rotKind: string;
+  /** the device's capabilities, as the service granted them at this attestation */
+  readonly capabilities: readonly string[];
   readonly serial: string;
   readonly notBefore: string;
   readonly notAfter: string;
@@ -23,6 +25,7 @@ export interface AttestationOutcome {
 
 interface EvidenceAnswer {
   rotKind: string;
+  capabilities?: string[];
   certificate: { serial: string; notBefore: string; notAfter: string; chainPem: string; rootPem: string };
 }
 
@@ -75,10 +78,15 @@ export async function attestOnce(opts: {
       chainPem: c.chainPem,
       rootPem: c.rootPem,
     });
+    const capabilities = Array.isArray(answer.capabilities)
+      ? answer.capabilities.filter((x): x is string => typeof x === 'string')
+      : [];
+    state.saveCapabilities(capabilities);
     record({ outcome: 'certified', serial: c.serial, notAfter: c.notAfter });
     return {
       deviceId: config.deviceId,
       rotKind: answer.rotKind,
+      capabilities,
       serial: c.serial,
       notBefore: c.notBefore,
       notAfter: c.notAfter,

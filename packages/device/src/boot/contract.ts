@@ -30,6 +30,8 @@ export interface RuntimeSettings {
   readonly installPollMs: number;
   /** how often the runtime checks whether error reports are due for upload (ms) */
   readonly reportCheckMs: number;
+  /** how often the update agent asks the director (ms; ±10 % jitter); also at each boot and on demand */
+  readonly updateCheckMs: number;
 }
 
 export const ENV_STATE_DIR = 'HEPTAD_DEVICE_STATE';
@@ -61,3 +63,8 @@ export const EXIT = {
 
 /** Staged runtime package the runtime installs (written by `heptad device sideload`, later the update agent). */
 export const INCOMING_RUNTIME_PATH = 'incoming/runtime.hpkg';
+
+/** Written by `heptad device update-now`: the runtime runs an update check at once. */
+export const UPDATE_NOW_PATH = 'incoming/update-now';
+/** The outcome of the newest update check (for `heptad device update-now` and `device status`). */
+export const LAST_CHECK_PATH = 'update/last-check.json';

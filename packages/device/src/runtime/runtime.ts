@@ -4,16 +4,26 @@
  * after its health check, and installs a staged runtime package into the other slot. It runs as
  * its own process; `contract.ts` is its interface to the bootloader.
  */
+import { X509Certificate } from 'node:crypto';
+import { statfsSync } from 'node:fs';
 import type { DeviceEvent, DeviceReport, ErrorReportDetails, ErrorReportKind } from '@heptad/protocol';
-import { HeptadError, isHeptadError, RUNTIME_COMPONENT_ID } from '@heptad/protocol';
+import {
+  HeptadError,
+  isHeptadError,
+  parseDeviceCertificate,
+  RUNTIME_COMPONENT_ID,
+  type UpdateStatus,
+} from '@heptad/protocol';
 import { type AttestationOutcome, AttestationScheduler, attestOnce } from '../agent/attest.ts';
 import { DeviceServiceClient, ServiceRefusal } from '../agent/service-client.ts';
 import {
   type BootInfo,
   EXIT,
   INCOMING_RUNTIME_PATH,
+  LAST_CHECK_PATH,
   type RuntimeMessage,
   type RuntimeSettings,
+  UPDATE_NOW_PATH,
 } from '../boot/contract.ts';
 import { acknowledgeEvents, appendEvents, readEvents } from '../boot/events.ts';
 import { commitTrial, installRuntime } from '../boot/install.ts';
@@ -24,6 +34,9 @@ import { openRootOfTrust } from '../rot/open.ts';
 import type { RootOfTrust } from '../rot/root-of-trust.ts';
 import { DeviceState } from '../state/device-state.ts';
 import { FsStorage } from '../state/storage.ts';
+import { type AppHost, UpdateAgent } from '../update/agent.ts';
+import { UpdateFetcher } from '../update/fetcher.ts';
+import { planUpdate } from '../update/plan.ts';
 
 export interface RuntimeOptions {
   readonly stateDir: string;
@@ -51,6 +64,11 @@ export class DeviceRuntime {
   #installing = false;
   #uploading = false;
   #reports: ReportQueue | undefined;
+  #updating = false;
+  /** the first update check of this boot waits for the first attestation */
+  #updateTimer: NodeJS.Timeout | undefined;
+  /** the apps host (supervisor), when the device runs apps */
+  apps: AppHost | undefined;
 
   constructor(options: RuntimeOptions) {
     this.#o = options;
@@ -136,6 +154,10 @@ export class DeviceRuntime {
       this.#o.log(`attested: certificate ${r.outcome.serial} until ${r.outcome.notAfter}`);
       if (this.#trial) this.#commit();
       if ((this.#reports?.pending().length ?? 0) > 0) void this.uploadReports();
+      // The first certificate of this boot starts the update checks (at boot, then periodically).
+      if (this.#updateTimer === undefined && !this.#stopping) {
+        this.#updateTimer = setTimeout(() => void this.#updateLoop(), 0);
+      }
       return;
     }
     const code =
@@ -184,6 +206,10 @@ export class DeviceRuntime {
   /** Installs a staged runtime package into the other slot, then asks for a reboot into its trial. */
   async #checkIncoming(): Promise<void> {
     if (this.#installing || this.#stopping) return;
+    if (this.#storage.read(UPDATE_NOW_PATH) !== undefined) {
+      this.#storage.remove(UPDATE_NOW_PATH);
+      void this.checkForUpdates('on demand');
+    }
     const bytes = this.#storage.read(INCOMING_RUNTIME_PATH);
     if (bytes === undefined) return;
     this.#installing = true;
@@ -206,10 +232,123 @@ export class DeviceRuntime {
     }
   }
 
-  /** Records a failure report (best effort: the queue never stops the runtime). */
-  record(kind: ErrorReportKind, details: ErrorReportDetails): void {
+  /** Checks now, then every updateCheckMs with ±10 % jitter (so a fleet does not ask at once). */
+  async #updateLoop(): Promise<void> {
+    await this.checkForUpdates('boot');
+    if (this.#stopping) return;
+    const every = this.#o.settings.updateCheckMs;
+    const delay = Math.max(1_000, Math.round(every * (0.9 + Math.random() * 0.2)));
+    this.#updateTimer = setTimeout(() => void this.#updateLoop(), delay);
+    this.#timers.push(this.#updateTimer);
+  }
+
+  /**
+   * One update check (update/agent.ts) with the current device certificate: TUF metadata from
+   * the director and the image repository, downloads over mTLS, the runtime first. Its outcome is
+   * written to update/last-check.json. Needs a certificate: before the first one, it waits.
+   */
+  async checkForUpdates(why: string): Promise<void> {
+    if (this.#updating || this.#stopping) return;
+    const cert = this.#state.certificate();
+    if (!cert) return;
+    this.#updating = true;
+    const config = this.#state.config();
+    const fetcher = new UpdateFetcher({
+      serviceUrl: config.serviceUrl,
+      caPem: this.#state.platformCaPem(),
+      certificate: { chainPem: cert.chainPem, keyPem: cert.keyPem },
+    });
+    const sender = createReportSender(this.#state);
+    const started = this.#clock();
     try {
-      this.#reports?.record({ kind, componentId: RUNTIME_COMPONENT_ID, details });
+      const tenantId = parseDeviceCertificate(new X509Certificate(cert.chainPem).raw).tenantId;
+      const agent = new UpdateAgent({
+        storage: this.#storage,
+        runtime: {
+          imageId: this.#o.boot.imageId,
+          trial: this.#trial,
+          floor: this.#floor,
+          install: (pkg) => ({
+            digest: installRuntime({
+              storage: this.#storage,
+              platformKeys: loadPlatformKeys(this.#storage),
+              pkg,
+            }).pkg.digest,
+          }),
+          reboot: () => {
+            this.#o.log('update: rebooting into the new runtime');
+            this.stop(EXIT.REBOOT);
+          },
+        },
+        ...(this.apps ? { apps: this.apps } : {}),
+        plan: () => planUpdate(fetcher, this.#o.stateDir, tenantId),
+        source: (job) => fetcher.rangeSource(job.url),
+        appDevelopment: () => this.#state.capabilities().includes('appDevelopment'),
+        freeBytes: () => {
+          const s = statfsSync(this.#o.stateDir);
+          return Number(s.bavail) * Number(s.bsize);
+        },
+        report: async (statuses: UpdateStatus[]) => {
+          await sender.post('/v1/device/update-status', { statuses });
+        },
+        record: (kind, f) =>
+          this.record(
+            kind,
+            { phase: f.phase, code: f.code },
+            f.componentId && f.componentId.length > 0 ? f.componentId : RUNTIME_COMPONENT_ID,
+            f.imageId,
+          ),
+        log: (line) => this.#o.log(`update: ${line}`),
+        clock: this.#clock,
+      });
+      const r = await agent.resume().then((first) => (first.rebooting ? first : agent.check()));
+      const summary = {
+        at: started.toISOString(),
+        finishedAt: this.#clock().toISOString(),
+        why,
+        ok: r.ok,
+        ...(r.code !== undefined ? { code: r.code } : {}),
+        rebooting: r.rebooting,
+        jobs: r.jobs.map((j) => ({
+          name: j.name,
+          version: j.version,
+          kind: j.kind,
+          componentId: j.componentId,
+          imageId: j.imageId,
+          state: j.state,
+          ...(j.code !== undefined ? { code: j.code } : {}),
+        })),
+      };
+      this.#storage.write(LAST_CHECK_PATH, Buffer.from(`${JSON.stringify(summary, null, 2)}\n`), 0o644);
+      this.#o.log(
+        `update check (${why}): ${r.ok ? 'done' : `refused ${r.code}`}; ${r.jobs.map((j) => `${j.name} ${j.version} ${j.state}`).join(', ') || 'nothing to do'}`,
+      );
+    } catch (e) {
+      const code = isHeptadError(e) ? e.code : 'INTERNAL_ERROR';
+      this.#o.log(`update check failed: ${code}`);
+      this.#storage.write(
+        LAST_CHECK_PATH,
+        Buffer.from(
+          `${JSON.stringify({ at: started.toISOString(), why, ok: false, code, jobs: [] }, null, 2)}\n`,
+        ),
+        0o644,
+      );
+    } finally {
+      fetcher.close();
+      sender.close();
+      this.#updating = false;
+    }
+  }
+
+  /** Records a failure report (best effort: the queue never stops the runtime). */
+  record(
+    kind: ErrorReportKind,
+    details: ErrorReportDetails,
+    componentId = RUNTIME_COMPONENT_ID,
+    imageId?: string,
+  ): void {
+    try {
+      this.#reports?.record({ kind, componentId, ...(imageId ? { imageId } : {}), details });
     } catch {
       // a damaged queue file is replaced at the next write; the report is lost, the device runs
     }

@@ -48,6 +48,9 @@ export interface AttestationRecord {
  *     certs/device-chain.pem  the current 24 h certificate and its issuing CA
  *     certs/tenant-root.pem   the tenant root CA
  *     attestation.json        the last attestation's outcome
+ *     capabilities.json       the capabilities named at the last successful attestation
+ *     update/jobs.json        the update agent's jobs (update/download/: chunks of downloads)
+ *     tuf/TENANT/image|director  TUF metadata the update agent trusts (tuf-js's files)
  *     measurements.json       the measurement log since the root of trust was reset
  *
  * Every write is atomic (state/atomic-file.ts).
@@ -186,6 +189,25 @@ export class DeviceState {
 
   saveAttestation(r: AttestationRecord): void {
     writeFileAtomic(join(this.dir, 'attestation.json'), `${JSON.stringify(r, null, 2)}\n`, 0o644);
+  }
+
+  /** The capabilities the service named at the last successful attestation. */
+  saveCapabilities(capabilities: readonly string[]): void {
+    writeFileAtomic(join(this.dir, 'capabilities.json'), `${JSON.stringify({ capabilities })}\n`, 0o644);
+  }
+
+  capabilities(): readonly string[] {
+    try {
+      const doc = JSON.parse(readFileSync(join(this.dir, 'capabilities.json'), 'utf8')) as {
+        capabilities?: unknown;
+      };
+      return Array.isArray(doc.capabilities)
+        ? doc.capabilities.filter((c): c is string => typeof c === 'string')
+        : [];
+    } catch {
+      // none yet (never attested) or unreadable: no capability, the safe default
+      return [];
+    }
   }
 
   lastAttestation(): AttestationRecord | undefined {

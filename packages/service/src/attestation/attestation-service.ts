@@ -20,6 +20,8 @@ export interface AttestationResult {
   deviceId: string;
   tenantId: string;
   rotKind: string;
+  /** the device's capabilities now: the device acts on them (appDevelopment: no cloud app updates) */
+  capabilities: string[];
   certificate: {
     serial: string;
     notBefore: string;
@@ -84,6 +86,18 @@ export class AttestationService {
       // 10: every measured runtime is one the platform knows (apps: any, until app policy exists).
       const known = await att.knownRuntimeDigests(quoted.runtimeDigests);
       if (quoted.runtimeDigests.some((d) => !known.has(d))) throw new HeptadError('ATTEST_RUNTIME_UNKNOWN');
+      // 10b: every measured app is one the device's group may run: in its current or previous
+      // deployment, or — on an appDevelopment device only — a developer's app.
+      const apps = evidence.log.filter((e) => e.kind === 'app');
+      const policy = await att.appPolicy(device.tenantId, device.id, apps.length > 0);
+      if (!policy.capabilities.includes('appDevelopment')) {
+        const bad = apps.find((a) => !policy.allowedAppDigests.has(a.digest));
+        if (bad) {
+          throw new HeptadError('ATTEST_APP_NOT_ALLOWED', undefined, {
+            detail: { componentId: bad.componentId ?? null, imageId: bad.imageId ?? null },
+          });
+        }
+      }
       // 11–12: the CSR is valid and for this device, and its key is not certified for another.
       const spkiDer = verifyDeviceCsr(device.id, quoted.csrDer);
       const keyHash = spkiSha256(spkiDer);
@@ -139,6 +153,7 @@ export class AttestationService {
         deviceId: device.id,
         tenantId: claimedTenant,
         rotKind: device.rotKind,
+        capabilities: [...policy.capabilities],
         certificate: {
           serial: cert.serial,
           notBefore: cert.notBefore,

@@ -158,6 +158,48 @@ export class AttestationStore {
     }));
   }
 
+  /**
+   * What the app policy needs about a claimed device: its capabilities, and the package digests of
+   * the images in the current and previous deployment of its group (an update in flight: a device
+   * attests with either version). Read only when the device measured an app, or for capabilities.
+   */
+  async appPolicy(tenantId: string, deviceId: string, withDigests: boolean): Promise<AppPolicy> {
+    const caps = await this.#db
+      .selectFrom('device_capabilities')
+      .select('capability')
+      .where('tenant_id', '=', tenantId)
+      .where('device_id', '=', deviceId)
+      .orderBy('capability')
+      .execute();
+    const capabilities = caps.map((c) => c.capability);
+    if (!withDigests) return { capabilities, allowedAppDigests: new Set() };
+    const device = await this.#db
+      .selectFrom('devices')
+      .select('device_group_id')
+      .where('id', '=', deviceId)
+      .where('tenant_id', '=', tenantId)
+      .executeTakeFirst();
+    const group = device?.device_group_id ?? null;
+    if (group === null) return { capabilities, allowedAppDigests: new Set() };
+    const deployments = await this.#db
+      .selectFrom('deployments')
+      .select('image_ids')
+      .where('tenant_id', '=', tenantId)
+      .where('device_group_id', '=', group)
+      .orderBy('seq', 'desc')
+      .limit(2)
+      .execute();
+    const ids = [...new Set(deployments.flatMap((d) => JSON.parse(d.image_ids) as string[]))];
+    if (ids.length === 0) return { capabilities, allowedAppDigests: new Set() };
+    const images = await this.#db
+      .selectFrom('images')
+      .select('digest')
+      .where('tenant_id', '=', tenantId)
+      .where('id', 'in', ids)
+      .execute();
+    return { capabilities, allowedAppDigests: new Set(images.map((i) => i.digest)) };
+  }
+
   async knownRuntimeDigests(digests: readonly string[]): Promise<Set<string>> {
     if (digests.length === 0) return new Set();
     const rows = await this.#db
@@ -167,6 +209,13 @@ export class AttestationStore {
       .execute();
     return new Set(rows.map((r) => r.digest));
   }
+}
+
+export interface AppPolicy {
+  /** the device's capabilities (appDevelopment, fieldServicing) */
+  readonly capabilities: readonly string[];
+  /** package digests of the apps its group may run now */
+  readonly allowedAppDigests: ReadonlySet<string>;
 }
 
 export interface RuntimeImage {

@@ -182,8 +182,9 @@ export function attestationRoutes(app: App, { attestation, pki, store, clock }: 
           'Checked in order, each with its own code: device registered, claimed, not quarantined; nonce known, ' +
           "this device's, unexpired, unused (then burnt); quote signed by the registered key; quote covers the " +
           'nonce bound to the CSR and the report; the log replays to the quoted register; the report names the ' +
-          'last measured runtime; measured runtimes are known; the CSR is valid and its key not certified for ' +
-          'another device. Every refusal is stored as a security event. On success the report is stored with ' +
+          'last measured runtime; measured runtimes are known; measured apps are in the current or previous ' +
+          'deployment of its group (any app on an appDevelopment device); the CSR is valid and its key not ' +
+          'certified for another device. Every refusal is stored as a security event. On success the report is stored with ' +
           'the device and its slot-refused, trial-abandoned, install-refused, runtime-exited and ' +
           'watchdog-expired events become security events (device.<kind>).',
         security: [],
@@ -193,6 +194,9 @@ export function attestationRoutes(app: App, { attestation, pki, store, clock }: 
             deviceId: DeviceId,
             tenantId: Uuid,
             rotKind: Type.String(),
+            capabilities: Type.Array(Type.String(), {
+              description: "the device's capabilities (appDevelopment: developer apps, no cloud app updates)",
+            }),
             certificate: Type.Object({
               serial: Type.String(),
               notBefore: Timestamp,

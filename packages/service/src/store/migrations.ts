@@ -348,6 +348,24 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0011_update_status': {
+      async up(db: Kysely<unknown>) {
+        // What each device last said about each component's update (deployment progress): one
+        // row per (device, component), replaced by every newer report.
+        await db.schema
+          .createTable('device_update_status')
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id'))
+          .addColumn('component_id', 'text', (c) => c.notNull())
+          .addColumn('image_id', 'text', (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('code', 'text')
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('received_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('device_update_status_pk', ['device_id', 'component_id'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -210,6 +210,20 @@ export interface RuntimeReleasesTable {
   withdrawn_at: string | null;
 }
 
+export interface DeviceUpdateStatusTable {
+  tenant_id: string;
+  device_id: string;
+  component_id: string;
+  image_id: string;
+  /** pending | downloading | installed | failed | rolled-back */
+  state: string;
+  code: string | null;
+  /** device clock */
+  at: string;
+  /** service clock */
+  received_at: string;
+}
+
 export interface DeviceCapabilitiesTable {
   tenant_id: string;
   device_id: string;
@@ -273,4 +287,5 @@ export interface Database {
   device_capabilities: DeviceCapabilitiesTable;
   error_reports: ErrorReportsTable;
   error_buckets: ErrorBucketsTable;
+  device_update_status: DeviceUpdateStatusTable;
 }

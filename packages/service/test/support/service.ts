@@ -92,6 +92,7 @@ const TABLES = {
   device_capabilities: 'device_id',
   error_reports: 'id',
   error_buckets: 'id',
+  device_update_status: 'device_id',
 } as const;
 
 export async function createTestService(
