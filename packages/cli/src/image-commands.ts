@@ -352,7 +352,12 @@ export const DEPLOYMENT_COMMANDS: readonly CommandSpec[] = [
     args: [{ name: 'ID', description: 'deployment id', required: true }],
     options: [
       { name: 'limit', type: 'string', valueName: 'N', description: 'devices shown, 1–1000 (default 100)' },
-      { name: 'after', type: 'string', valueName: 'DEVICE_ID', description: 'devices after this id (paging)' },
+      {
+        name: 'after',
+        type: 'string',
+        valueName: 'DEVICE_ID',
+        description: 'devices after this id (paging)',
+      },
     ],
     service: true,
     async run(ctx) {
@@ -382,7 +387,9 @@ export const DEPLOYMENT_COMMANDS: readonly CommandSpec[] = [
               header: 'IMAGES',
               get: (r) =>
                 (r['images'] as Array<Record<string, unknown>>)
-                  .map((i) => `${names.get(i['imageId'])}: ${i['state']}${i['code'] ? ` (${i['code']})` : ''}`)
+                  .map(
+                    (i) => `${names.get(i['imageId'])}: ${i['state']}${i['code'] ? ` (${i['code']})` : ''}`,
+                  )
                   .join(', '),
             },
           ],

@@ -14,10 +14,12 @@ import {
   FsStorage,
   INCOMING_RUNTIME_PATH,
   isAlive,
+  LAST_CHECK_PATH,
   loadBootState,
   loadPlatformKeys,
   readRunStatus,
   runDevice,
+  UPDATE_NOW_PATH,
 } from '@heptad/device';
 import {
   addSignature,
@@ -71,6 +73,10 @@ export async function bundleRuntime(entry: string): Promise<Buffer> {
       logLevel: 'silent',
       // Node built-ins stay imports; everything else is inside the one file that gets signed.
       packages: 'bundle',
+      // CommonJS dependencies (tuf-js) require() Node built-ins: give the ES module a require for them.
+      banner: {
+        js: "import { createRequire as __heptadRequire } from 'node:module'; const require = __heptadRequire(import.meta.url);",
+      },
     });
     const file = out.outputFiles[0];
     if (file === undefined) throw new Error('no output');
@@ -281,6 +287,13 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
         valueName: 'MS',
         description: 'how long a trial has to pass its health check (default 120000)',
       },
+      {
+        name: 'update-interval',
+        type: 'string',
+        valueName: 'MS',
+        description:
+          'how often the update agent asks for updates, ±10 % (default 72000000 = 20 h; also at boot)',
+      },
     ],
     service: false,
     examples: ['heptad device run --state ./dev1'],
@@ -294,6 +307,11 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
       };
       const watchdogMs = ms('watchdog');
       const healthTimeoutMs = ms('health-timeout');
+      const updateCheckMs = ms('update-interval');
+      const settings = {
+        ...(healthTimeoutMs !== undefined ? { healthTimeoutMs } : {}),
+        ...(updateCheckMs !== undefined ? { updateCheckMs } : {}),
+      };
       const stop = new AbortController();
       const onSignal = () => stop.abort();
       process.once('SIGINT', onSignal);
@@ -304,7 +322,7 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
         stop: stop.signal,
         log: (line) => ctx.io.stdout(`${line}\n`),
         ...(watchdogMs !== undefined ? { watchdogMs } : {}),
-        ...(healthTimeoutMs !== undefined ? { settings: { healthTimeoutMs } } : {}),
+        ...(Object.keys(settings).length > 0 ? { settings } : {}),
       })
         .then(() => undefined)
         .finally(() => {
@@ -342,6 +360,13 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
         isAlive(run.supervisorPid);
       const cert = state.certificate();
       const att = state.lastAttestation();
+      const check = storage.read(LAST_CHECK_PATH);
+      let lastUpdateCheck: Record<string, unknown> | null = null;
+      try {
+        lastUpdateCheck = check ? (JSON.parse(check.toString('utf8')) as Record<string, unknown>) : null;
+      } catch {
+        lastUpdateCheck = null;
+      }
       const data = {
         deviceId: config.deviceId,
         rotKind: config.rot.kind,
@@ -363,6 +388,8 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
         slots,
         certificate: cert ? { serial: cert.serial, notAfter: cert.notAfter } : null,
         lastAttestation: att ?? null,
+        capabilities: state.capabilities(),
+        lastUpdateCheck,
       };
       const rt = data.runtime;
       const text = [
@@ -373,9 +400,86 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
         `Slots:             ${slots ? `committed ${slots['committed']}${slots['trial'] ? `, trial ${(slots['trial'] as { slot: string }).slot}` : ''}, floor ${slots['floor']}` : 'no runtime installed'}`,
         `Certificate:       ${cert ? `${cert.serial} until ${cert.notAfter}` : 'none'}`,
         `Last attestation:  ${att ? `${att.outcome}${att.code ? ` (${att.code})` : ''} at ${att.at}` : 'never'}`,
+        `Capabilities:      ${data.capabilities.join(', ') || '-'}`,
+        `Last update check: ${lastUpdateCheck ? `${lastUpdateCheck['ok'] ? 'ok' : `refused (${lastUpdateCheck['code']})`} at ${lastUpdateCheck['at']}` : 'never'}`,
         '',
       ].join('\n');
       return { data, text };
+    },
+  },
+  {
+    path: ['device', 'update-now'],
+    summary: 'Make the running device check for updates now, and wait for the outcome',
+    description:
+      'Asks the runtime started by heptad device run on this state folder to run its update check at once ' +
+      '(TUF metadata from the director and the image repository, downloads, install: the runtime first, then ' +
+      'apps), and prints what the check did. A runtime update reboots the device into its trial.',
+    args: [],
+    options: [
+      { name: 'state', type: 'string', valueName: 'DIR', description: 'device state folder', required: true },
+      {
+        name: 'timeout',
+        type: 'string',
+        valueName: 'MS',
+        description: 'how long to wait for the check (default 120000)',
+      },
+    ],
+    service: false,
+    examples: ['heptad device update-now --state ./dev1'],
+    async run(ctx) {
+      const dir = path(ctx, 'state');
+      new DeviceState(dir).config(); // a device state folder, or DEVICE_STATE_INVALID
+      const t = str(ctx, 'timeout');
+      if (t !== undefined && (!/^\d{1,9}$/.test(t) || Number(t) < 100))
+        throw new HeptadError('CLI_USAGE', '--timeout must be a number of ms ≥ 100');
+      const timeoutMs = t === undefined ? 120_000 : Number(t);
+      const run = readRunStatus(dir);
+      if (!run || !(run.phase === 'running' || run.phase === 'starting') || !isAlive(run.supervisorPid))
+        throw new HeptadError('UPDATE_DEVICE_NOT_RUNNING', `no heptad device run on ${dir}`);
+      const storage = new FsStorage(dir);
+      const asked = Date.now();
+      storage.write(UPDATE_NOW_PATH, Buffer.from(new Date(asked).toISOString()), 0o600);
+      const deadline = asked + timeoutMs;
+      for (;;) {
+        const bytes = storage.read(LAST_CHECK_PATH);
+        if (bytes) {
+          try {
+            const r = JSON.parse(bytes.toString('utf8')) as {
+              at: string;
+              ok: boolean;
+              code?: string;
+              jobs: Array<Record<string, unknown>>;
+            };
+            // A check that started after the request answers it.
+            if (Date.parse(r.at) >= asked - 1000 && storage.read(UPDATE_NOW_PATH) === undefined) {
+              if (!r.ok && r.code)
+                throw new HeptadError(r.code as 'UPDATE_METADATA_INVALID', 'the update check was refused', {
+                  detail: { jobs: r.jobs },
+                });
+              return {
+                data: r,
+                table: {
+                  columns: [
+                    { header: 'KIND', get: (j) => j['kind'] },
+                    { header: 'NAME', get: (j) => j['name'] },
+                    { header: 'VERSION', get: (j) => j['version'] },
+                    { header: 'STATE', get: (j) => j['state'] },
+                    { header: 'CODE', get: (j) => j['code'] ?? '' },
+                  ],
+                  rows: r.jobs,
+                },
+                note: r.jobs.length === 0 ? 'up to date' : 'update check done',
+              };
+            }
+          } catch (e) {
+            if (e instanceof HeptadError) throw e;
+            // written atomically; unreadable only mid-replace on odd file systems: read again
+          }
+        }
+        if (Date.now() > deadline)
+          throw new HeptadError('UPDATE_CHECK_TIMEOUT', `no update check finished within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
     },
   },
   {

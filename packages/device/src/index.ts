@@ -10,7 +10,14 @@ export {
 } from './agent/attest.ts';
 export { type ClientCertificate, DeviceServiceClient, ServiceRefusal } from './agent/service-client.ts';
 export { type BootOptions, type BootResult, boot } from './boot/bootloader.ts';
-export { type BootInfo, EXIT, INCOMING_RUNTIME_PATH, type RuntimeMessage } from './boot/contract.ts';
+export {
+  type BootInfo,
+  EXIT,
+  INCOMING_RUNTIME_PATH,
+  LAST_CHECK_PATH,
+  type RuntimeMessage,
+  UPDATE_NOW_PATH,
+} from './boot/contract.ts';
 export { acknowledgeEvents, appendEvents, readEvents } from './boot/events.ts';
 export { commitTrial, installRuntime, rollbackTrial } from './boot/install.ts';
 export { measure, powerOn, reconcile } from './boot/measure.ts';

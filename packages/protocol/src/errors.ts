@@ -1025,6 +1025,16 @@ export const ERROR_REGISTRY = {
     title: 'An update check is already running',
     hint: 'wait for it to finish',
   },
+  UPDATE_DEVICE_NOT_RUNNING: {
+    status: 0,
+    title: 'The device is not running',
+    hint: 'start it with heptad device run --state DIR, then ask again',
+  },
+  UPDATE_CHECK_TIMEOUT: {
+    status: 0,
+    title: 'The device did not finish an update check in time',
+    hint: 'see the device\'s log; a large download may take longer (--timeout)',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_REGISTRY;

@@ -206,7 +206,8 @@ export class DeviceRuntime {
   /** Installs a staged runtime package into the other slot, then asks for a reboot into its trial. */
   async #checkIncoming(): Promise<void> {
     if (this.#installing || this.#stopping) return;
-    if (this.#storage.read(UPDATE_NOW_PATH) !== undefined) {
+    // Taken only when no check runs (a running one started before the request: the next answers it).
+    if (!this.#updating && this.#storage.read(UPDATE_NOW_PATH) !== undefined) {
       this.#storage.remove(UPDATE_NOW_PATH);
       void this.checkForUpdates('on demand');
     }
@@ -250,7 +251,12 @@ export class DeviceRuntime {
   async checkForUpdates(why: string): Promise<void> {
     if (this.#updating || this.#stopping) return;
     const cert = this.#state.certificate();
-    if (!cert) return;
+    if (!cert) {
+      const at = this.#clock().toISOString();
+      const r = { at, why, ok: false, code: 'DEVICE_CERT_NOT_ISSUED', jobs: [] };
+      this.#storage.write(LAST_CHECK_PATH, Buffer.from(`${JSON.stringify(r, null, 2)}\n`), 0o644);
+      return;
+    }
     this.#updating = true;
     const config = this.#state.config();
     const fetcher = new UpdateFetcher({
