@@ -68,14 +68,23 @@ export class UpdateFetcher extends BaseFetcher {
       return Promise.reject(new HeptadError('UPDATE_METADATA_INVALID', 'a URL outside the service'));
     const mod = target.protocol === 'https:' ? https : plainHttp();
     return new Promise<Answer>((resolve, reject) => {
+      let settled = false;
+      const fail = (e: Error) => {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        req.destroy();
+        reject(e);
+      };
       const req = mod.get(target, { agent: this.#agent, headers }, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (c: Buffer) => {
+          if (settled) return;
           size += c.length;
           this.received += c.length;
           if (size > maxBytes) {
-            req.destroy(
+            fail(
               new HeptadError(
                 'UPDATE_TARGET_LENGTH',
                 `more than the ${maxBytes} bytes expected from ${target.pathname}`,
@@ -85,13 +94,15 @@ export class UpdateFetcher extends BaseFetcher {
         });
         res.on('end', () => {
           clearTimeout(timer);
+          if (settled) return;
+          settled = true;
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
         });
-        res.on('error', reject);
+        res.on('error', (e) => fail(e));
       });
       const timer = setTimeout(
         () =>
-          req.destroy(
+          fail(
             new HeptadError(
               'UPDATE_DOWNLOAD_TIMEOUT',
               `${target.pathname} took longer than ${this.#deadlineMs} ms`,
@@ -99,16 +110,13 @@ export class UpdateFetcher extends BaseFetcher {
           ),
         this.#deadlineMs,
       );
-      req.on('error', (e: Error & { code?: string }) => {
-        clearTimeout(timer);
-        reject(
-          e instanceof HeptadError
-            ? e
-            : new HeptadError('DEVICE_SERVICE_UNREACHABLE', `${this.#base.origin}: ${e.code ?? e.message}`, {
-                cause: e,
-              }),
-        );
-      });
+      req.on('error', (e: Error & { code?: string }) =>
+        fail(
+          new HeptadError('DEVICE_SERVICE_UNREACHABLE', `${this.#base.origin}: ${e.code ?? e.message}`, {
+            cause: e,
+          }),
+        ),
+      );
     });
   }
 

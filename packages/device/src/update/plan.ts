@@ -40,23 +40,27 @@ export interface Plan {
 /** tuf-js's and our own refusals, mapped to Heptad codes (the attack each one stops in comments). */
 export function tufErrorCode(e: unknown): string {
   if (e instanceof HeptadError) return e.code;
-  const name = (e as Error | undefined)?.name ?? '';
-  switch (name) {
-    case 'ExpiredMetadataError': // indefinite freeze
-      return 'UPDATE_METADATA_EXPIRED';
-    case 'BadVersionError': // rollback
-    case 'EqualVersionError':
-      return 'UPDATE_METADATA_ROLLBACK';
-    case 'UnsignedMetadataError': // wrong key, threshold not met
-      return 'UPDATE_METADATA_UNSIGNED';
-    case 'LengthOrHashMismatchError': // endless data, tampered metadata
-    case 'DownloadLengthMismatchError':
-      return 'UPDATE_METADATA_LENGTH';
-    case 'DownloadHTTPError':
-      return 'UPDATE_METADATA_UNAVAILABLE';
-    default:
-      return 'UPDATE_METADATA_INVALID';
-  }
+  // tuf-js's classes (their names survive bundling: nothing is minified). A targets failure comes
+  // wrapped in a RuntimeError whose message carries the cause, so that is read too.
+  const name = (e as Error | undefined)?.constructor?.name ?? '';
+  const message = String((e as Error | undefined)?.message ?? '');
+  if (name === 'ExpiredMetadataError' || /is expired/.test(message)) return 'UPDATE_METADATA_EXPIRED'; // indefinite freeze
+  if (
+    name === 'BadVersionError' ||
+    name === 'EqualVersionError' ||
+    /less than current version|must be equal to/.test(message)
+  )
+    return 'UPDATE_METADATA_ROLLBACK'; // rollback
+  if (name === 'UnsignedMetadataError' || /signed by \d+\/\d+ keys/.test(message))
+    return 'UPDATE_METADATA_UNSIGNED'; // wrong key, threshold
+  if (
+    name === 'LengthOrHashMismatchError' ||
+    name === 'DownloadLengthMismatchError' ||
+    /length|hash/i.test(message)
+  )
+    return 'UPDATE_METADATA_LENGTH'; // endless data, tampering
+  if (name === 'DownloadHTTPError') return 'UPDATE_METADATA_UNAVAILABLE';
+  return 'UPDATE_METADATA_INVALID';
 }
 
 /** The local folder of one repository's metadata (tuf-js keeps its files there). */
