@@ -6,10 +6,7 @@
  */
 import type http from 'node:http';
 import https from 'node:https';
-import { Readable } from 'node:stream';
 import { HeptadError } from '@heptad/protocol';
-import { BaseFetcher } from 'tuf-js';
-import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
 import type { ClientCertificate } from '../agent/service-client.ts';
 import type { RangeSource } from './download.ts';
 
@@ -31,7 +28,7 @@ interface Answer {
   readonly body: Buffer;
 }
 
-export class UpdateFetcher extends BaseFetcher {
+export class UpdateFetcher {
   readonly #base: URL;
   readonly #agent: http.Agent;
   readonly #deadlineMs: number;
@@ -39,7 +36,6 @@ export class UpdateFetcher extends BaseFetcher {
   received = 0;
 
   constructor(o: UpdateFetcherOptions) {
-    super();
     this.#base = new URL(o.serviceUrl);
     this.#deadlineMs = o.deadlineMs ?? 60_000;
     this.#agent =
@@ -87,7 +83,7 @@ export class UpdateFetcher extends BaseFetcher {
             fail(
               new HeptadError(
                 'UPDATE_TARGET_LENGTH',
-                `more than the ${maxBytes} bytes expected from ${target.pathname}`,
+                `${target.pathname}: longer than the ${maxBytes} bytes expected`,
               ),
             );
           } else chunks.push(c);
@@ -121,21 +117,28 @@ export class UpdateFetcher extends BaseFetcher {
   }
 
   /**
-   * tuf-js's hook. It bounds the length itself too (and hashes what it keeps), but the deadline
-   * and our own bound apply first. Non-200 answers become DownloadHTTPError so that tuf-js knows
-   * a 404 for the next root version means "no newer root".
+   * tuf-js's Fetcher: metadata comes through here, bounded by tuf-js's per-role maximum and by
+   * the deadline. Non-200 answers become tuf-js's DownloadHTTPError, so that a 404 for the next
+   * root version means "no newer root". (tuf-js is loaded only when a check runs: the runtime
+   * does not pay for it at boot.)
    */
-  override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
+  async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
+    const { DownloadHTTPError, DownloadLengthMismatchError } = await import('tuf-js/dist/error.js');
     let a: Answer;
     try {
-      a = await this.get(url, MAX_METADATA_BYTES);
+      a = await this.get(url, Math.min(maxLength, MAX_METADATA_BYTES));
     } catch (e) {
       if (e instanceof HeptadError && e.code === 'UPDATE_TARGET_LENGTH')
         throw new DownloadLengthMismatchError(e.message);
       throw e;
     }
     if (a.status !== 200) throw new DownloadHTTPError(`${new URL(url).pathname}: HTTP ${a.status}`, a.status);
-    return Readable.toWeb(Readable.from([a.body])) as unknown as ReadableStream<Uint8Array<ArrayBuffer>>;
+    return a.body;
+  }
+
+  /** Targets are downloaded with ranges (rangeSource), never through tuf-js. */
+  async downloadFile<T>(): Promise<T> {
+    throw new HeptadError('INTERNAL_ERROR', 'targets are downloaded with byte ranges, not by tuf-js');
   }
 
   /** Byte ranges of one target file (for downloadTarget). */

@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HeptadError, readTargetCustom, type TargetCustom, writeFileAtomic } from '@heptad/protocol';
-import { Updater } from 'tuf-js';
+import type { Updater } from 'tuf-js';
 import type { UpdateFetcher } from './fetcher.ts';
 
 export const TUF_BASE = '/v1/device/tuf';
@@ -56,7 +56,7 @@ export function tufErrorCode(e: unknown): string {
   if (
     name === 'LengthOrHashMismatchError' ||
     name === 'DownloadLengthMismatchError' ||
-    /length|hash/i.test(message)
+    /length|hash|longer than/i.test(message)
   )
     return 'UPDATE_METADATA_LENGTH'; // endless data, tampering
   if (name === 'DownloadHTTPError') return 'UPDATE_METADATA_UNAVAILABLE';
@@ -111,6 +111,8 @@ async function open(
 ): Promise<Updater> {
   const dir = metadataDir(stateDir, tenantId, repo);
   await ensureRoot(fetcher, dir, repo);
+  // Loaded on the first check, not at boot (see fetcher.ts).
+  const { Updater } = await import('tuf-js');
   const up = new Updater({
     metadataDir: dir,
     metadataBaseUrl: fetcher.url(`${TUF_BASE}/${repo}/metadata`),
