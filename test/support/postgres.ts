@@ -3,7 +3,7 @@
 // startPostgres() runs initdb + pg_ctl from the newest /usr/lib/postgresql/N/bin (Debian layout;
 // falls back to an initdb found on PATH) in a fresh directory under os.tmpdir(), on a free loopback
 // port, with durability switched off (fsync, synchronous_commit, full_page_writes) because the data
-// is thrown away. PostgreSQL refuses to run as root, so as root the directory is handed to the
+// is thrown away — unless `durable` is asked for (benchmarks that must count a durable commit). PostgreSQL refuses to run as root, so as root the directory is handed to the
 // `postgres` system user and every server command runs through `runuser -u postgres --`
 // (scripts/ensure-system-deps.sh makes sure both exist).
 //
@@ -27,6 +27,11 @@ import pg from 'pg';
 export interface StartPostgresOptions {
   /** Receives one line per step (directory, port, timings). Silent when absent. */
   log?: (s: string) => void;
+  /**
+   * Keep PostgreSQL's own durability defaults (fsync, synchronous_commit, full_page_writes on):
+   * for benchmarks whose figure must include a durable commit. Tests leave it off.
+   */
+  durable?: boolean;
 }
 
 export interface TestPostgres {
@@ -108,9 +113,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       `-p ${port}`,
       `-k ${shellQuote(dir)}`,
       '-c listen_addresses=127.0.0.1',
-      '-c fsync=off',
-      '-c synchronous_commit=off',
-      '-c full_page_writes=off',
+      ...(options.durable ? [] : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off']),
       '-c max_connections=200',
     ].join(' ');
     const tStart = performance.now();

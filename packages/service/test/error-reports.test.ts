@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { DeviceServiceClient, FaultyStorage, ReportQueue, uploadPending } from '@heptad/device';
 import { type ErrorReport, MAX_REPORT_BATCH } from '@heptad/protocol';
 import { sql } from 'kysely';
+import { IngestGroupCommit } from '../src/error-reports/group-commit.ts';
 import { DEFAULT_ERROR_REPORT_OPTIONS, prepareBatch } from '../src/error-reports/ingest.ts';
 import { ErrorReportRetention } from '../src/error-reports/retention.ts';
 import { type CertifiedDevice, certifiedDevice, type TlsCallResult, tlsCall } from './support/device-tls.ts';
@@ -95,6 +96,127 @@ for (const backend of backends()) {
       const r = report();
       const res = await upload(d, { reports: [r, r, report()] });
       assert.deepEqual(res.json, { accepted: 2, duplicate: 1 });
+    });
+
+    describe('storing several batches at once (the group commit)', () => {
+      /** A device id of the right shape; the store does not require the device to exist. */
+      const fakeDevice = () => randomUUID().replaceAll('-', '').padEnd(64, '0');
+      const prepare = (deviceId: string, reports: Array<Record<string, unknown>>) =>
+        prepareBatch(
+          { deviceId, tenantId: t.id, serial: '', notAfter: '', deviceGroupId: null },
+          reports as unknown as ErrorReport[],
+          svc.now,
+          DEFAULT_ERROR_REPORT_OPTIONS,
+        ).prepared;
+      const stored = async (deviceId: string) =>
+        (
+          await svc.db
+            .selectFrom('error_reports')
+            .select('id')
+            .where('device_id', '=', deviceId)
+            .orderBy('id')
+            .execute()
+        ).map((r) => r.id);
+
+      test('an id inside a batch, in two batches of one group, or after a commit is stored once, new for the first batch', async () => {
+        const dev = fakeDevice();
+        const other = fakeDevice();
+        type R = ReturnType<typeof report>;
+        const [r1, r2, r3, r4, r5] = Array.from({ length: 5 }, () => report()) as [R, R, R, R, R];
+        const scope = svc.store.forTenant(t.id).errorReports;
+        const batch = (deviceId: string, rs: Array<Record<string, unknown>>) => ({
+          device: { deviceId, deviceGroupId: null },
+          reports: prepare(deviceId, rs),
+          now: svc.now,
+        });
+        const first = await scope.ingestBatches([
+          batch(dev, [r1, r2, r3, r3]),
+          batch(dev, [r3, r4, r1]),
+          // The same report id from another device is another report: the key is (device, id).
+          batch(other, [r1]),
+        ]);
+        assert.deepEqual(first, [3, 1, 1]);
+        // After the commit: a retry of some, with one new id.
+        const second = await scope.ingestBatches([batch(dev, [r2, r5]), batch(dev, [r5, r4])]);
+        assert.deepEqual(second, [1, 0]);
+        assert.deepEqual(await stored(dev), [r1, r2, r3, r4, r5].map((r) => r['id']).sort());
+        assert.equal((await stored(other)).length, 1);
+        // A group whose every report is already stored stores nothing and says so per batch.
+        assert.deepEqual(await scope.ingestBatches([batch(dev, [r1]), batch(other, [r1])]), [0, 0]);
+        assert.deepEqual(await scope.ingestBatches([]), []);
+      });
+
+      test('details with quotes, backslashes, commas, braces, NULL and newlines are stored as sent', async () => {
+        const dev = fakeDevice();
+        const message = 'say "hi", {a,b} \\ NULL \n\tend é ∑';
+        const r = report({ kind: 'runtime-error', details: { message, code: 'X_1' } });
+        const n = await svc.store
+          .forTenant(t.id)
+          .errorReports.ingestBatches([
+            { device: { deviceId: dev, deviceGroupId: 'g1' }, reports: prepare(dev, [r]), now: svc.now },
+          ]);
+        assert.deepEqual(n, [1]);
+        const row = await svc.db
+          .selectFrom('error_reports')
+          .selectAll()
+          .where('device_id', '=', dev)
+          .executeTakeFirstOrThrow();
+        assert.deepEqual(JSON.parse(row.details), { message, code: 'X_1' });
+        assert.equal(row.device_group_id, 'g1');
+        assert.equal(row.image_id, IMAGE_1);
+        assert.equal(row.tenant_id, t.id);
+      });
+
+      test('concurrent uploads of overlapping batches from one device store each report once', async () => {
+        const d = await certified();
+        const rs = Array.from({ length: 30 }, () => report());
+        // Five uploads in flight at once, each overlapping the next by 10 reports.
+        const results = await Promise.all(
+          [0, 5, 10, 15, 20].map((from) => upload(d, { reports: rs.slice(from, from + 10) })),
+        );
+        for (const r of results) assert.equal(r.status, 200, r.body);
+        const accepted = results.reduce((a, r) => a + Number(r.json['accepted']), 0);
+        const duplicate = results.reduce((a, r) => a + Number(r.json['duplicate']), 0);
+        assert.equal(accepted, 30);
+        assert.equal(duplicate, 20);
+        assert.deepEqual(await stored(d.id), rs.map((r) => r['id']).sort());
+      });
+
+      test('a group holding batches of two tenants stores each in its own tenant', async () => {
+        const t2 = await seedTenant(svc, 'Reports 2');
+        const dev1 = fakeDevice();
+        const dev2 = fakeDevice();
+        // One group in flight at a time: the first ingest runs alone, the next two wait and are
+        // committed together in one transaction across the two tenants.
+        const writer = new IngestGroupCommit(svc.store, 1);
+        const r = report();
+        const results = await Promise.all([
+          writer.ingest(t.id, { deviceId: dev1, deviceGroupId: null }, prepare(dev1, [report()]), svc.now),
+          writer.ingest(t.id, { deviceId: dev1, deviceGroupId: null }, prepare(dev1, [r]), svc.now),
+          writer.ingest(
+            t2.id,
+            { deviceId: dev2, deviceGroupId: null },
+            prepare(dev2, [r, report()]),
+            svc.now,
+          ),
+        ]);
+        assert.deepEqual(results, [1, 1, 2]);
+        const tenants = await svc.db
+          .selectFrom('error_reports')
+          .select(['device_id', 'tenant_id'])
+          .where('device_id', 'in', [dev1, dev2])
+          .execute();
+        assert.deepEqual(
+          tenants.map((x) => `${x.device_id === dev1 ? 1 : 2}:${x.tenant_id === t.id ? 1 : 2}`).sort(),
+          ['1:1', '1:1', '2:2', '2:2'],
+        );
+        const buckets = await svc.db
+          .selectFrom('error_buckets')
+          .select('tenant_id')
+          .where('tenant_id', '=', t2.id)
+          .execute();
+        assert.ok(buckets.length >= 1, "the second tenant's bucket row was made in its tenant");
+      });
     });
 
     test("the device id in a report may be the certificate's own", async () => {
