@@ -92,6 +92,9 @@ const TABLES = {
   device_capabilities: 'device_id',
   error_reports: 'id',
   error_buckets: 'id',
+  tuf_repositories: 'tenant_id',
+  tuf_keys: 'id',
+  tuf_metadata: 'body',
 } as const;
 
 export async function createTestService(
