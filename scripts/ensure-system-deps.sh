@@ -93,6 +93,20 @@ ensure_mosquitto() {
     || die "packages mosquitto and mosquitto-clients installed but mosquitto or mosquitto_pub is still missing"
 }
 
+# nginx, for bench/updates.ts only (the side-by-side baseline): `ensure-system-deps.sh nginx`.
+ensure_nginx() {
+  if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then return 0; fi
+  apt_install "nginx (the benchmark baseline)" nginx
+  { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } \
+    || die "package nginx installed but nginx is still missing"
+}
+
+# With arguments: only those (e.g. `nginx` for a benchmark); without: what ./run-tests needs.
+if [ "$#" -gt 0 ]; then
+  for what in "$@"; do "ensure_${what}"; done
+  exit 0
+fi
+
 ensure_postgres
 ensure_runuser
 ensure_swtpm

@@ -10,6 +10,7 @@ import { saveProfile } from './profiles.ts';
 import { RUNTIME_COMMANDS, RUNTIME_RELEASE_COMMANDS } from './runtime-commands.ts';
 import { serveCommand } from './serve-command.ts';
 import type { Column, CommandContext, CommandResult, CommandSpec } from './spec.ts';
+import { TUF_COMMANDS } from './tuf-commands.ts';
 
 type Row = Record<string, unknown>;
 const col = (header: string, key: string): Column => ({ header, get: (r) => r[key] });
@@ -652,6 +653,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...DEPLOYMENT_COMMANDS,
   ...CAPABILITY_COMMANDS,
   ...RUNTIME_RELEASE_COMMANDS,
+  ...TUF_COMMANDS,
   ...BROKER_COMMANDS,
   ...DEVICE_REPORT_COMMANDS,
   ...ERROR_REPORT_COMMANDS,

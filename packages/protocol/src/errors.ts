@@ -594,6 +594,29 @@ export const ERROR_REGISTRY = {
     hint: 'list the group’s deployments and create yours again if it is still wanted',
   },
 
+  // Update metadata (TUF) served to devices
+  TUF_METADATA_NOT_FOUND: {
+    status: 404,
+    title: 'No such TUF metadata file: an unknown name, or a version that does not exist (yet)',
+    hint: 'ask for timestamp.json, root.json or N.root.json / N.snapshot.json / N.targets.json of a version the repository has; see docs/updates.md',
+  },
+  TUF_TARGET_NOT_FOUND: {
+    status: 404,
+    title:
+      'No such target in the tenant’s image repository (unknown name, wrong hash prefix, or no longer a target)',
+    hint: 'download a target by the consistent-snapshot name the current targets metadata gives: apps/<componentId>/<sha256>.<imageId>.hpkg or runtime/<sha256>.<imageId>.hpkg',
+  },
+  TUF_RANGE_NOT_SATISFIABLE: {
+    status: 416,
+    title: 'The Range header is not one satisfiable byte range of the file',
+    hint: 'send one range, bytes=a-b, bytes=a- or bytes=-n, with a below the file’s length (in the Content-Range of the answer)',
+  },
+  TUF_DEVICE_NOT_IN_GROUP: {
+    status: 409,
+    title: 'The device is in no device group, so the director has no metadata for it',
+    hint: 'put the device in a device group: heptad device update ID --device-group G',
+  },
+
   // App manifests, board definitions and installing an app on a device
   APP_MANIFEST_INVALID: {
     status: 400,
@@ -1033,7 +1056,7 @@ export const ERROR_REGISTRY = {
   UPDATE_CHECK_TIMEOUT: {
     status: 0,
     title: 'The device did not finish an update check in time',
-    hint: 'see the device\'s log; a large download may take longer (--timeout)',
+    hint: "see the device's log; a large download may take longer (--timeout)",
   },
 } as const satisfies Record<string, ErrorSpec>;
 

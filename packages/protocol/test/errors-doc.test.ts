@@ -24,6 +24,7 @@ const AREAS = [
   'REPORT',
   'IMAGE',
   'DEPLOYMENT',
+  'TUF',
   'APP',
   'BOARD',
   'TPM',

@@ -30,6 +30,8 @@ import { productRoutes } from './products/routes.ts';
 import { runtimeReleaseRoutes } from './runtime-releases/routes.ts';
 import type { Store } from './store/store.ts';
 import { tenantRoutes } from './tenants/routes.ts';
+import { tufRoutes } from './tuf/routes.ts';
+import { type TufOptions, TufService } from './tuf/tuf-service.ts';
 import { updateRoutes } from './updates/routes.ts';
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -50,12 +52,18 @@ export interface AppOptions {
   readonly mqtt?: MqttBrokerOptions | null;
   /** error-report limits and retention (defaults: DEFAULT_ERROR_REPORT_OPTIONS) */
   readonly errorReports?: Partial<ErrorReportOptions>;
+  /** update metadata expiry and caching (defaults: DEFAULT_TUF_OPTIONS) */
+  readonly tuf?: Partial<TufOptions>;
+  /** re-sign due TUF metadata this often while the app runs (serve: 10 min); off when omitted */
+  readonly tufRenewIntervalMs?: number;
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** the embedded MQTT broker, or null when it is off */
     broker: MqttBroker | null;
+    /** the update metadata (TUF) repositories */
+    tuf: TufService;
   }
 }
 
@@ -96,8 +104,17 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const broker = options.mqtt
     ? new MqttBroker(options.mqtt, { store: options.store, clock, tokens: auth, logger: options.logger })
     : null;
-  const deps: RouteDeps = { store: options.store, clock, sessions: broker ?? NO_SESSIONS };
+  const keys = options.keys ?? new KeyStore(randomBytes(32));
+  const blobs = options.blobs ?? new MemoryBlobStore();
+  const tuf = new TufService(options.store, keys, blobs, clock, options.tuf, options.logger);
+  const deps: RouteDeps = { store: options.store, clock, sessions: broker ?? NO_SESSIONS, updates: tuf };
   app.decorate('broker', broker);
+  app.decorate('tuf', tuf);
+  const renewEvery = options.tufRenewIntervalMs;
+  if (renewEvery !== undefined) {
+    app.addHook('onReady', async () => tuf.start(renewEvery));
+    app.addHook('onClose', async () => tuf.stop());
+  }
   if (broker) {
     app.addHook('onReady', () => broker.start());
     app.addHook('onClose', () => broker.stop());
@@ -170,17 +187,21 @@ export async function buildApp(options: AppOptions): Promise<App> {
   deviceRoutes(app, deps);
   auditRoutes(app, deps);
   errorReportRoutes(app, { ...deps, reports: { ...DEFAULT_ERROR_REPORT_OPTIONS, ...options.errorReports } });
-  const keys = options.keys ?? new KeyStore(randomBytes(32));
   const pki = new TenantPki(options.store.db, keys, clock, broker ? () => broker.reloadTrust() : undefined);
   const nonces = new NonceIssuer(keys.derive('attestation-nonce'));
   const attestation = new AttestationService(options.store, nonces, pki, clock, options.logger);
   attestationRoutes(app, { ...deps, attestation, pki });
-  const blobs = options.blobs ?? new MemoryBlobStore();
-  const images = new ImageService(options.store, new TenantImageKeys(options.store.db, keys, clock), blobs);
+  const images = new ImageService(
+    options.store,
+    new TenantImageKeys(options.store.db, keys, clock),
+    blobs,
+    tuf,
+  );
   imageRoutes(app, { ...deps, images });
   deploymentRoutes(app, deps);
   runtimeReleaseRoutes(app, { ...deps, blobs });
   capabilityRoutes(app, deps);
   updateRoutes(app, deps);
+  tufRoutes(app, { ...deps, tuf, blobs });
   return app;
 }

@@ -90,6 +90,9 @@ async function loadPlatformCa(dataDir: string, keys: KeyStore, now: Date) {
   };
 }
 
+/** How often `heptad serve` re-signs TUF metadata that is due (reads also re-sign lazily). */
+export const TUF_RENEW_INTERVAL_MS = 10 * 60_000;
+
 /** Starts the security service: data folder, store, operator, platform CA, TLS listener. */
 export async function startService(
   config: ServiceConfig,
@@ -149,6 +152,7 @@ export async function startService(
       keys,
       blobs,
       mqtt,
+      tufRenewIntervalMs: TUF_RENEW_INTERVAL_MS,
       errorReports: {
         retentionDays: config.reportRetentionDays,
         ratePerMinute: config.reportRatePerMinute,

@@ -605,6 +605,48 @@ const ROWS: Row[] = [
   },
   {
     method: 'GET',
+    route: '/v1/device/tuf/image/metadata/{file}',
+    min: 'device',
+    prepare: async () => ({ url: '/v1/device/tuf/image/metadata/timestamp.json' }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/device/tuf/director/metadata/{file}',
+    min: 'device',
+    prepare: async () => ({ url: '/v1/device/tuf/director/metadata/1.root.json' }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/device/tuf/image/targets/{*}',
+    min: 'device',
+    prepare: async () => ({
+      url: `/v1/device/tuf/image/targets/runtime/${'a'.repeat(64)}.${randomUUID()}.hpkg`,
+    }),
+  },
+  // Update metadata as devices get it, for operators of the tenant (debugging).
+  {
+    method: 'GET',
+    route: '/v1/tuf/image/metadata/{file}',
+    min: 'Reader',
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/tuf/image/metadata/timestamp.json' }),
+  },
+  {
+    method: 'GET',
+    route: '/v1/tuf/director/{deviceGroup}/metadata/{file}',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/tuf/director/${await groupOf(f)}/metadata/root.json` }),
+  },
+  {
+    method: 'POST',
+    route: '/v1/tenants/current/tuf-keys/rotate',
+    min: 'Administrator',
+    wrongTenant: 'own',
+    prepare: async () => ({ url: '/v1/tenants/current/tuf-keys/rotate', body: { role: 'timestamp' } }),
+  },
+  {
+    method: 'GET',
     route: '/v1/error-reports/buckets',
     min: 'Reader',
     wrongTenant: 'own',

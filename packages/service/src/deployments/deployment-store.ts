@@ -131,6 +131,19 @@ export class DeploymentStore {
     return (await this.#expand([row], await this.#products.getGroup(row.device_group_id)))[0] as Deployment;
   }
 
+  /** The image ids of a group's current (newest) deployment; [] before its first. */
+  async currentImageIds(groupId: string): Promise<string[]> {
+    const row = await this.#db
+      .selectFrom('deployments')
+      .select('image_ids')
+      .where('tenant_id', '=', this.#tenantId)
+      .where('device_group_id', '=', groupId)
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? (JSON.parse(row.image_ids) as string[]) : [];
+  }
+
   /** A group's deployments, newest (current) first. */
   async list(groupRef: string, limit: number): Promise<Deployment[]> {
     const group = await this.#products.getGroup(groupRef);

@@ -28,7 +28,7 @@ const DeploymentSchema = Type.Object(
   { $id: 'Deployment' },
 );
 
-export function deploymentRoutes(app: App, { store, clock }: RouteDeps): void {
+export function deploymentRoutes(app: App, { store, clock, updates }: RouteDeps): void {
   app.addSchema(DeploymentSchema);
 
   app.post(
@@ -51,9 +51,14 @@ export function deploymentRoutes(app: App, { store, clock }: RouteDeps): void {
     async (req, reply) => {
       const ctx = changeContext(req, clock);
       const tenantId = tenantScope(store, req).tenantId;
-      const d = await store.transaction((s) =>
-        s.forTenant(tenantId).deployments.create(ctx, req.body.deviceGroup, req.body.imageIds),
-      );
+      // The group's director metadata names the new images in the same transaction.
+      const d = await store.transaction(async (s) => {
+        const created = await s
+          .forTenant(tenantId)
+          .deployments.create(ctx, req.body.deviceGroup, req.body.imageIds);
+        await updates.groupChanged(s, tenantId, created.deviceGroupId);
+        return created;
+      });
       return reply.code(201).send(d);
     },
   );

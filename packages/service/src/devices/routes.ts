@@ -98,7 +98,7 @@ const DevicePage = Type.Object({
 const DEFAULT_PAGE = 100;
 const limitOf = (s: string | undefined) => (s === undefined ? DEFAULT_PAGE : Number(s));
 
-export function deviceRoutes(app: App, { store, clock, sessions }: RouteDeps): void {
+export function deviceRoutes(app: App, { store, clock, sessions, updates }: RouteDeps): void {
   app.addSchema(DeviceSchema);
   app.addSchema(RegisteredDeviceSchema);
   const IdParams = Type.Object({ deviceId: DeviceId });
@@ -177,9 +177,17 @@ export function deviceRoutes(app: App, { store, clock, sessions }: RouteDeps): v
     async (req) => {
       const ctx = changeContext(req, clock);
       const tenantId = tenantScope(store, req).tenantId;
-      return store.transaction((s) =>
-        s.forTenant(tenantId).devices.claim(ctx, req.body.deviceIds, req.body.deviceGroup),
-      );
+      return store.transaction(async (s) => {
+        const result = await s
+          .forTenant(tenantId)
+          .devices.claim(ctx, req.body.deviceIds, req.body.deviceGroup);
+        // Devices joined the group: its director files get versions above any they hold.
+        if (req.body.deviceGroup !== undefined && result.claimed.length > 0) {
+          const group = await s.forTenant(tenantId).products.getGroup(req.body.deviceGroup);
+          await updates.deviceJoined(s, tenantId, group.id);
+        }
+        return result;
+      });
     },
   );
 
@@ -251,9 +259,13 @@ export function deviceRoutes(app: App, { store, clock, sessions }: RouteDeps): v
     async (req) => {
       const ctx = changeContext(req, clock);
       const tenantId = tenantScope(store, req).tenantId;
-      return store.transaction((s) =>
-        s.forTenant(tenantId).devices.update(ctx, req.params.deviceId, req.body),
-      );
+      return store.transaction(async (s) => {
+        const device = await s.forTenant(tenantId).devices.update(ctx, req.params.deviceId, req.body);
+        // The versioning rule (docs/updates.md): the destination group's director metadata is
+        // signed again with versions above anything the device saw in its old group.
+        if (device.deviceGroupId !== null) await updates.deviceJoined(s, tenantId, device.deviceGroupId);
+        return device;
+      });
     },
   );
 

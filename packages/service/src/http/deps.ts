@@ -8,6 +8,7 @@ import type {
 } from 'fastify';
 import type { DeviceSessions } from '../broker/mqtt-broker.ts';
 import type { Store } from '../store/store.ts';
+import type { UpdateMetadataHooks } from '../tuf/tuf-service.ts';
 
 export type App = FastifyInstance<
   RawServerDefault,
@@ -23,4 +24,6 @@ export interface RouteDeps {
   readonly clock: () => Date;
   /** live broker sessions, ended when a device is quarantined or unclaimed */
   readonly sessions: DeviceSessions;
+  /** update metadata (TUF): changes that alter what devices must run call these in their transaction */
+  readonly updates: UpdateMetadataHooks;
 }

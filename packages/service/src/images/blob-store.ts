@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { writeFileAtomic } from '@heptad/protocol';
 
 /**
@@ -16,9 +17,17 @@ export interface BlobStore {
   get(sha256: string): Buffer | undefined;
   /** the size in bytes, or undefined */
   size(sha256: string): number | undefined;
+  /**
+   * The bytes `start`…`end` (inclusive; the whole blob without them) as a stream, without reading
+   * the blob into memory or hashing it first: for downloads whose reader checks the hash itself
+   * (a device checks every target against its TUF metadata).
+   */
+  stream(sha256: string, start?: number, end?: number): Readable;
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
+/** Read size when streaming a blob: large reads keep a download's syscalls and TLS records few. */
+const STREAM_CHUNK = 256 * 1024;
 const sha256Of = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** Blobs as files under DIR/sha256/ab/abcd… (the service's data folder by default). */
@@ -55,6 +64,14 @@ export class FsBlobStore implements BlobStore {
     const path = this.#path(sha256);
     return existsSync(path) ? statSync(path).size : undefined;
   }
+
+  stream(sha256: string, start?: number, end?: number): Readable {
+    return createReadStream(this.#path(sha256), {
+      ...(start !== undefined ? { start } : {}),
+      ...(end !== undefined ? { end } : {}),
+      highWaterMark: STREAM_CHUNK,
+    });
+  }
 }
 
 /** In memory (tests and one-off apps built without a data folder). */
@@ -73,5 +90,11 @@ export class MemoryBlobStore implements BlobStore {
 
   size(sha256: string): number | undefined {
     return this.#blobs.get(sha256)?.length;
+  }
+
+  stream(sha256: string, start = 0, end?: number): Readable {
+    const b = this.#blobs.get(sha256);
+    if (!b) throw new Error(`no blob ${sha256}`);
+    return Readable.from([b.subarray(start, end === undefined ? b.length : end + 1)]);
   }
 }

@@ -9,6 +9,7 @@ import {
 } from '@heptad/protocol';
 import type { ChangeContext } from '../context.ts';
 import type { Store } from '../store/store.ts';
+import type { UpdateMetadataHooks } from '../tuf/tuf-service.ts';
 import type { BlobStore } from './blob-store.ts';
 import type { TenantImageKeys } from './image-keys.ts';
 import type { Image, ImageDetail } from './image-store.ts';
@@ -24,11 +25,13 @@ export class ImageService {
   readonly #store: Store;
   readonly #keys: TenantImageKeys;
   readonly #blobs: BlobStore;
+  readonly #updates: UpdateMetadataHooks;
 
-  constructor(store: Store, keys: TenantImageKeys, blobs: BlobStore) {
+  constructor(store: Store, keys: TenantImageKeys, blobs: BlobStore, updates: UpdateMetadataHooks) {
     this.#store = store;
     this.#keys = keys;
     this.#blobs = blobs;
+    this.#updates = updates;
   }
 
   /**
@@ -87,8 +90,9 @@ export class ImageService {
     // The blob first: a crash before the commit leaves an unreferenced file, never a record
     // without its bytes.
     const blob = this.#blobs.put(signed);
-    const image = await this.#store.transaction((s) =>
-      s.forTenant(tenantId).images.insert(ctx, {
+    // The image repository names the new image in the same transaction (docs/updates.md).
+    const image = await this.#store.transaction(async (s) => {
+      const added = await s.forTenant(tenantId).images.insert(ctx, {
         id: m.imageId,
         component_id: m.componentId,
         name: m.name,
@@ -99,8 +103,10 @@ export class ImageService {
         blob_sha256: blob,
         size: signed.length,
         app_manifest: m.appManifest === undefined ? null : canonicalJson(m.appManifest),
-      }),
-    );
+      });
+      await this.#updates.imagesChanged(s, tenantId);
+      return added;
+    });
     return { image, created: true };
   }
 

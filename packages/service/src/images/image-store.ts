@@ -82,6 +82,18 @@ export class ImageStore {
     return rows.map(toImage);
   }
 
+  /**
+   * Every image with where its file is (blob name and size), or only those with `ids`: the update
+   * metadata (tuf/) names each as a target. Never part of the API.
+   */
+  async files(ids?: readonly string[]): Promise<Array<Image & { blobSha256: string }>> {
+    if (ids?.length === 0) return [];
+    let q = this.#db.selectFrom('images').selectAll().where('tenant_id', '=', this.#tenantId);
+    if (ids) q = q.where('id', 'in', [...ids]);
+    const rows = await q.orderBy('id').execute();
+    return rows.map((r) => ({ ...toImage(r), blobSha256: r.blob_sha256 }));
+  }
+
   /** Where the stored file is (blob name) — never part of the API. */
   async blobOf(id: string): Promise<{ sha256: string; size: number; digest: string }> {
     const r = await this.#row(id);

@@ -46,7 +46,7 @@ const DeviceGroupSchema = Type.Object(
   { $id: 'DeviceGroup' },
 );
 
-export function productRoutes(app: App, { store, clock }: RouteDeps): void {
+export function productRoutes(app: App, { store, clock, updates }: RouteDeps): void {
   app.addSchema(ProductSchema);
   app.addSchema(DeviceGroupSchema);
   const ProductParams = Type.Object({ product: ProductRef });
@@ -238,9 +238,13 @@ export function productRoutes(app: App, { store, clock }: RouteDeps): void {
     async (req) => {
       const ctx = changeContext(req, clock);
       const tenantId = tenantScope(store, req).tenantId;
-      return store.transaction((s) =>
-        s.forTenant(tenantId).products.updateGroup(ctx, req.params.deviceGroup, req.body),
-      );
+      return store.transaction(async (s) => {
+        const group = await s.forTenant(tenantId).products.updateGroup(ctx, req.params.deviceGroup, req.body);
+        // A new feed or update policy changes what the group's devices must run.
+        if (req.body.osFeed !== undefined || req.body.updatePolicy !== undefined)
+          await updates.groupChanged(s, tenantId, group.id);
+        return group;
+      });
     },
   );
 
@@ -258,7 +262,11 @@ export function productRoutes(app: App, { store, clock }: RouteDeps): void {
     async (req, reply) => {
       const ctx = changeContext(req, clock);
       const tenantId = tenantScope(store, req).tenantId;
-      await store.transaction((s) => s.forTenant(tenantId).products.deleteGroup(ctx, req.params.deviceGroup));
+      await store.transaction(async (s) => {
+        const group = await s.forTenant(tenantId).products.getGroup(req.params.deviceGroup);
+        await s.forTenant(tenantId).products.deleteGroup(ctx, group.id);
+        await updates.groupDeleted(s, tenantId, group.id);
+      });
       return reply.code(204).send(null);
     },
   );

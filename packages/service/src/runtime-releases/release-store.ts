@@ -144,6 +144,17 @@ export class RuntimeReleaseStore {
     return toRelease({ ...r, withdrawn_at: now });
   }
 
+  /** Releases not withdrawn, with their file (blob name): the update metadata names each as a target. */
+  async available(): Promise<Array<RuntimeRelease & { blobSha256: string }>> {
+    const rows = await this.#db
+      .selectFrom('runtime_releases')
+      .selectAll()
+      .where('withdrawn_at', 'is', null)
+      .orderBy('digest')
+      .execute();
+    return rows.map((r) => ({ ...toRelease(r), blobSha256: r.blob_sha256 }));
+  }
+
   /** The release a device group on `feed` is offered: the highest security version, then the newest. */
   async offered(feed: RuntimeFeed): Promise<RuntimeRelease | undefined> {
     const r = await this.#db

@@ -32,7 +32,7 @@ const SignerSchema = Type.Object({ keyId: Type.String(), publicKeyPem: Type.Stri
  */
 export function runtimeReleaseRoutes(
   app: App,
-  { store, clock, blobs }: RouteDeps & { blobs: BlobStore },
+  { store, clock, blobs, updates }: RouteDeps & { blobs: BlobStore },
 ): void {
   app.addSchema(ReleaseSchema);
   const releases = () => new RuntimeReleaseStore(store.db);
@@ -144,6 +144,8 @@ export function runtimeReleaseRoutes(
           targetId: pkg.digest,
           detail: { version: m.version, securityVersion: m.securityVersion },
         });
+        // Every tenant's image repository names it; evaluation groups' directors offer it.
+        await updates.runtimeChanged(s);
         return r;
       });
       return reply.code(201).send(release);
@@ -199,6 +201,7 @@ export function runtimeReleaseRoutes(
             targetId: r.digest,
             detail: { version: r.version },
           });
+          await updates.runtimeChanged(s);
           return r;
         });
       },

@@ -348,6 +348,57 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0010_tuf': {
+      async up(db: Kysely<unknown>) {
+        // TUF repositories of a tenant (docs/updates.md): `image` (every image and runtime
+        // release) and `director` (per device group: what its devices must run). `counter` is the
+        // tenant-wide source of every non-root metadata version of that repository; updating it
+        // is also the lock every metadata write takes (one writer per tenant and repository).
+        await db.schema
+          .createTable('tuf_repositories')
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('repository', 'text', (c) => c.notNull())
+          .addColumn('counter', 'integer', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('tuf_repositories_pk', ['tenant_id', 'repository'])
+          .execute();
+        // Signing keys per tenant, repository and role; private keys sealed under the master key.
+        // A rotated key is kept (retired_at set): old root versions name it.
+        await db.schema
+          .createTable('tuf_keys')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('repository', 'text', (c) => c.notNull())
+          .addColumn('role', 'text', (c) => c.notNull())
+          .addColumn('key_id', 'text', (c) => c.notNull())
+          .addColumn('public_key_pem', 'text', (c) => c.notNull())
+          .addColumn('key_sealed', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('retired_at', 'text')
+          .execute();
+        await db.schema
+          .createIndex('tuf_keys_repository')
+          .on('tuf_keys')
+          .columns(['tenant_id', 'repository'])
+          .execute();
+        // Every signed metadata file, exactly as served. scope: '' for the image repository and
+        // the director's root, the device group id for a group's director targets, snapshot and
+        // timestamp. Root versions are kept forever (devices walk the chain).
+        await db.schema
+          .createTable('tuf_metadata')
+          .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+          .addColumn('repository', 'text', (c) => c.notNull())
+          .addColumn('scope', 'text', (c) => c.notNull())
+          .addColumn('role', 'text', (c) => c.notNull())
+          .addColumn('version', 'integer', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .addColumn('content_digest', 'text')
+          .addColumn('body', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('tuf_metadata_pk', ['tenant_id', 'repository', 'scope', 'role', 'version'])
+          .execute();
+      },
+    },
     '0011_update_status': {
       async up(db: Kysely<unknown>) {
         // What each device last said about each component's update (deployment progress): one

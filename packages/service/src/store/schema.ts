@@ -266,6 +266,47 @@ export interface ErrorBucketsTable {
   created_at: string;
 }
 
+export type TufRepositoryName = 'image' | 'director';
+export type TufRoleName = 'root' | 'targets' | 'snapshot' | 'timestamp';
+
+export interface TufRepositoriesTable {
+  tenant_id: string;
+  repository: TufRepositoryName;
+  /** the newest non-root metadata version drawn in this tenant and repository */
+  counter: number;
+  created_at: string;
+}
+
+export interface TufKeysTable {
+  id: string;
+  tenant_id: string;
+  repository: TufRepositoryName;
+  role: TufRoleName;
+  /** TUF key id: SHA-256 of the key's canonical JSON */
+  key_id: string;
+  public_key_pem: string;
+  /** base64 of the KeyStore-sealed PKCS#8 private key */
+  key_sealed: string;
+  created_at: string;
+  /** set when the key was rotated out */
+  retired_at: string | null;
+}
+
+export interface TufMetadataTable {
+  tenant_id: string;
+  repository: TufRepositoryName;
+  /** '' for the image repository and the director root; the device group id otherwise */
+  scope: string;
+  role: TufRoleName;
+  version: number;
+  expires_at: string;
+  /** targets: SHA-256 of the target set it names (unchanged set, no new version) */
+  content_digest: string | null;
+  /** the signed file, exactly as served */
+  body: string;
+  created_at: string;
+}
+
 export interface Database {
   tenants: TenantsTable;
   users: UsersTable;
@@ -288,4 +329,7 @@ export interface Database {
   error_reports: ErrorReportsTable;
   error_buckets: ErrorBucketsTable;
   device_update_status: DeviceUpdateStatusTable;
+  tuf_repositories: TufRepositoriesTable;
+  tuf_keys: TufKeysTable;
+  tuf_metadata: TufMetadataTable;
 }

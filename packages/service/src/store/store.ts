@@ -8,6 +8,7 @@ import { ErrorReportRetentionStore, ErrorReportStore } from '../error-reports/re
 import { ImageStore } from '../images/image-store.ts';
 import { ProductStore } from '../products/product-store.ts';
 import { TenantStore, UserStore } from '../tenants/tenant-store.ts';
+import { TufRepositoryIndex, TufStore } from '../tuf/tuf-store.ts';
 import type { Connection } from './connect.ts';
 import { ping } from './migrations.ts';
 import type { SyncSqlite } from './node-sqlite-dialect.ts';
@@ -23,6 +24,8 @@ export interface TenantScope {
   readonly deployments: DeploymentStore;
   readonly audit: AuditStore;
   readonly errorReports: ErrorReportStore;
+  /** update metadata (TUF): repositories, keys, signed files */
+  readonly tuf: TufStore;
 }
 
 /** Platform-wide access, for the operator and for authentication only. */
@@ -34,6 +37,8 @@ export interface PlatformScope {
   readonly runtimeImages: RuntimeImageStore;
   /** retention of error reports: the one purge that runs across tenants */
   readonly errorReportRetention: ErrorReportRetentionStore;
+  /** which tenants have TUF repositories: runtime releases and re-signing reach all of them */
+  readonly tufRepositories: TufRepositoryIndex;
 }
 
 /**
@@ -64,6 +69,7 @@ export class Store {
       deployments: new DeploymentStore(this.#db, tenantId, products, images),
       audit: new AuditStore(this.#db, tenantId),
       errorReports: new ErrorReportStore(this.#db, this.dialect, tenantId),
+      tuf: new TufStore(this.#db, tenantId),
     };
   }
 
@@ -75,6 +81,7 @@ export class Store {
       audit: new AuditStore(this.#db),
       runtimeImages: new RuntimeImageStore(this.#db),
       errorReportRetention: new ErrorReportRetentionStore(this.#db),
+      tufRepositories: new TufRepositoryIndex(this.#db),
     };
   }
 

@@ -93,6 +93,9 @@ const TABLES = {
   error_reports: 'id',
   error_buckets: 'id',
   device_update_status: 'device_id',
+  tuf_repositories: 'tenant_id',
+  tuf_keys: 'id',
+  tuf_metadata: 'body',
 } as const;
 
 export async function createTestService(
