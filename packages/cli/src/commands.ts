@@ -4,7 +4,12 @@ import { BROKER_COMMANDS } from './broker-commands.ts';
 import { ServiceClient } from './client.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
 import { DEVICE_REPORT_COMMANDS, ERROR_REPORT_COMMANDS } from './error-report-commands.ts';
-import { CAPABILITY_COMMANDS, DEPLOYMENT_COMMANDS, IMAGE_COMMANDS } from './image-commands.ts';
+import {
+  CAPABILITY_COMMANDS,
+  DEPLOYMENT_COMMANDS,
+  IMAGE_COMMANDS,
+  UPDATE_STATUS_COMMANDS,
+} from './image-commands.ts';
 import { renderRecord } from './output.ts';
 import { saveProfile } from './profiles.ts';
 import { RUNTIME_COMMANDS, RUNTIME_RELEASE_COMMANDS } from './runtime-commands.ts';
@@ -652,6 +657,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...IMAGE_COMMANDS,
   ...DEPLOYMENT_COMMANDS,
   ...CAPABILITY_COMMANDS,
+  ...UPDATE_STATUS_COMMANDS,
   ...RUNTIME_RELEASE_COMMANDS,
   ...TUF_COMMANDS,
   ...BROKER_COMMANDS,

@@ -401,6 +401,37 @@ export const DEPLOYMENT_COMMANDS: readonly CommandSpec[] = [
   },
 ];
 
+/** What a device reported about its updates. */
+export const UPDATE_STATUS_COMMANDS: readonly CommandSpec[] = [
+  {
+    path: ['device', 'update-status'],
+    summary: 'What a device last reported about each component it updates (runtime and apps)',
+    args: [{ name: 'ID', description: 'device id', required: true }],
+    options: [],
+    service: true,
+    async run(ctx) {
+      const id = encodeURIComponent(String(str(ctx, 'ID')));
+      const { items } = await (await ctx.client()).request<{ items: Array<Record<string, unknown>> }>(
+        'GET',
+        `/v1/devices/${id}/update-status`,
+      );
+      return {
+        data: { items },
+        table: {
+          columns: [
+            { header: 'COMPONENT', get: (r) => r['componentId'] },
+            { header: 'IMAGE', get: (r) => r['imageId'] },
+            { header: 'STATE', get: (r) => r['state'] },
+            { header: 'CODE', get: (r) => r['code'] ?? '' },
+            { header: 'AT', get: (r) => r['at'] },
+          ],
+          rows: items,
+        },
+      };
+    },
+  },
+];
+
 /** Device capabilities (Administrator): appDevelopment, fieldServicing. */
 export const CAPABILITY_COMMANDS: readonly CommandSpec[] = [
   {

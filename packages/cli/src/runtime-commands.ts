@@ -437,21 +437,22 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
       if (!run || !(run.phase === 'running' || run.phase === 'starting') || !isAlive(run.supervisorPid))
         throw new HeptadError('UPDATE_DEVICE_NOT_RUNNING', `no heptad device run on ${dir}`);
       const storage = new FsStorage(dir);
-      const asked = Date.now();
-      storage.write(UPDATE_NOW_PATH, Buffer.from(new Date(asked).toISOString()), 0o600);
-      const deadline = asked + timeoutMs;
+      const request = randomUUID();
+      storage.write(UPDATE_NOW_PATH, Buffer.from(request), 0o600);
+      const deadline = Date.now() + timeoutMs;
       for (;;) {
         const bytes = storage.read(LAST_CHECK_PATH);
         if (bytes) {
           try {
             const r = JSON.parse(bytes.toString('utf8')) as {
               at: string;
+              request?: string;
               ok: boolean;
               code?: string;
               jobs: Array<Record<string, unknown>>;
             };
-            // A check that started after the request answers it.
-            if (Date.parse(r.at) >= asked - 1000 && storage.read(UPDATE_NOW_PATH) === undefined) {
+            // The check the runtime ran for this request answers it.
+            if (r.request === request) {
               if (!r.ok && r.code)
                 throw new HeptadError(r.code as 'UPDATE_METADATA_INVALID', 'the update check was refused', {
                   detail: { jobs: r.jobs },

@@ -598,6 +598,13 @@ const ROWS: Row[] = [
     prepare: async () => ({ url: '/v1/device/error-reports', body: { reports: [] } }),
   },
   {
+    method: 'GET',
+    route: '/v1/devices/{deviceId}/update-status',
+    min: 'Reader',
+    wrongTenant: 'notFound',
+    prepare: async (f) => ({ url: `/v1/devices/${f.deviceId}/update-status` }),
+  },
+  {
     method: 'POST',
     route: '/v1/device/update-status',
     min: 'device',

@@ -207,9 +207,12 @@ export class DeviceRuntime {
   async #checkIncoming(): Promise<void> {
     if (this.#installing || this.#stopping) return;
     // Taken only when no check runs (a running one started before the request: the next answers it).
-    if (!this.#updating && this.#storage.read(UPDATE_NOW_PATH) !== undefined) {
+    const asked = this.#updating ? undefined : this.#storage.read(UPDATE_NOW_PATH);
+    if (asked !== undefined) {
       this.#storage.remove(UPDATE_NOW_PATH);
-      void this.checkForUpdates('on demand');
+      // The request's id (heptad device update-now waits for its answer), bounded and plain.
+      const id = asked.toString('utf8').trim();
+      void this.checkForUpdates('on demand', /^[0-9a-f-]{1,64}$/.test(id) ? id : undefined);
     }
     const bytes = this.#storage.read(INCOMING_RUNTIME_PATH);
     if (bytes === undefined) return;
@@ -248,12 +251,19 @@ export class DeviceRuntime {
    * the director and the image repository, downloads over mTLS, the runtime first. Its outcome is
    * written to update/last-check.json. Needs a certificate: before the first one, it waits.
    */
-  async checkForUpdates(why: string): Promise<void> {
+  async checkForUpdates(why: string, request?: string): Promise<void> {
     if (this.#updating || this.#stopping) return;
     const cert = this.#state.certificate();
     if (!cert) {
       const at = this.#clock().toISOString();
-      const r = { at, why, ok: false, code: 'DEVICE_CERT_NOT_ISSUED', jobs: [] };
+      const r = {
+        at,
+        why,
+        ...(request ? { request } : {}),
+        ok: false,
+        code: 'DEVICE_CERT_NOT_ISSUED',
+        jobs: [],
+      };
       this.#storage.write(LAST_CHECK_PATH, Buffer.from(`${JSON.stringify(r, null, 2)}\n`), 0o644);
       return;
     }
@@ -266,6 +276,8 @@ export class DeviceRuntime {
     });
     const sender = createReportSender(this.#state);
     const started = this.#clock();
+    // Asked by the agent after a runtime install: done once the outcome is written.
+    let reboot = false;
     try {
       const tenantId = parseDeviceCertificate(new X509Certificate(cert.chainPem).raw).tenantId;
       const agent = new UpdateAgent({
@@ -282,8 +294,7 @@ export class DeviceRuntime {
             }).pkg.digest,
           }),
           reboot: () => {
-            this.#o.log('update: rebooting into the new runtime');
-            this.stop(EXIT.REBOOT);
+            reboot = true;
           },
         },
         ...(this.apps ? { apps: this.apps } : {}),
@@ -312,6 +323,7 @@ export class DeviceRuntime {
         at: started.toISOString(),
         finishedAt: this.#clock().toISOString(),
         why,
+        ...(request ? { request } : {}),
         ok: r.ok,
         ...(r.code !== undefined ? { code: r.code } : {}),
         rebooting: r.rebooting,
@@ -335,7 +347,7 @@ export class DeviceRuntime {
       this.#storage.write(
         LAST_CHECK_PATH,
         Buffer.from(
-          `${JSON.stringify({ at: started.toISOString(), why, ok: false, code, jobs: [] }, null, 2)}\n`,
+          `${JSON.stringify({ at: started.toISOString(), why, ...(request ? { request } : {}), ok: false, code, jobs: [] }, null, 2)}\n`,
         ),
         0o644,
       );
@@ -343,6 +355,10 @@ export class DeviceRuntime {
       fetcher.close();
       sender.close();
       this.#updating = false;
+      if (reboot) {
+        this.#o.log('update: rebooting into the new runtime');
+        this.stop(EXIT.REBOOT);
+      }
     }
   }
 

@@ -163,7 +163,8 @@ export class UpdateAgent {
       } catch (e) {
         const code = isHeptadError(e) ? e.code : 'UPDATE_METADATA_INVALID';
         this.#o.log?.(`update check refused: ${code}`);
-        if (code !== 'DEVICE_SERVICE_UNREACHABLE')
+        // Unreachable, or in no device group (no director): not a refusal worth a report.
+        if (code !== 'DEVICE_SERVICE_UNREACHABLE' && code !== 'TUF_DEVICE_NOT_IN_GROUP')
           this.#o.record?.('update-failure', { phase: 'metadata', code });
         // What is in flight (an activation to judge) still goes on.
         const rebooting = await this.#run();

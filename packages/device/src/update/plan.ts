@@ -59,7 +59,10 @@ export function tufErrorCode(e: unknown): string {
     /length|hash|longer than/i.test(message)
   )
     return 'UPDATE_METADATA_LENGTH'; // endless data, tampering
-  if (name === 'DownloadHTTPError') return 'UPDATE_METADATA_UNAVAILABLE';
+  if (name === 'DownloadHTTPError')
+    return (e as { statusCode?: number }).statusCode === 409
+      ? 'TUF_DEVICE_NOT_IN_GROUP'
+      : 'UPDATE_METADATA_UNAVAILABLE';
   return 'UPDATE_METADATA_INVALID';
 }
 
@@ -94,6 +97,8 @@ async function ensureRoot(fetcher: UpdateFetcher, dir: string, repo: Repository)
     return;
   }
   const a = await fetcher.get(fetcher.url(`${TUF_BASE}/${repo}/metadata/root.json`), 1024 * 1024);
+  // A device in no device group has no director: nothing to run, nothing wrong.
+  if (a.status === 409) throw new HeptadError('TUF_DEVICE_NOT_IN_GROUP');
   if (a.status !== 200)
     throw new HeptadError('UPDATE_METADATA_UNAVAILABLE', `no ${repo} root: HTTP ${a.status}`, {
       detail: { status: a.status },

@@ -3,7 +3,7 @@
  * the service keeps the newest line per device and component, and a deployment's progress is
  * computed from those lines for every device of its group (GET /v1/deployments/{id}/progress).
  */
-import { MAX_UPDATE_STATUS_BATCH, UPDATE_STATES } from '@heptad/protocol';
+import { MAX_UPDATE_STATUS_BATCH, type UPDATE_STATES } from '@heptad/protocol';
 import type { Kysely } from 'kysely';
 import { Type } from 'typebox';
 import { access, tenantScope } from '../http/auth.ts';
@@ -12,7 +12,13 @@ import { deviceOf } from '../http/device-auth.ts';
 import { DeviceId, errorResponses, Limit, Timestamp, Uuid } from '../http/schemas.ts';
 import type { Database } from '../store/schema.ts';
 
-const State = Type.Union(UPDATE_STATES.map((s) => Type.Literal(s)));
+const State = Type.Union([
+  Type.Literal('pending'),
+  Type.Literal('downloading'),
+  Type.Literal('installed'),
+  Type.Literal('failed'),
+  Type.Literal('rolled-back'),
+]);
 const DeviceTime = Type.String({
   maxLength: 40,
   pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\\.[0-9]{1,9})?Z$',
@@ -121,6 +127,54 @@ export function updateRoutes(app: App, { store, clock }: RouteDeps): void {
         }
       });
       return { accepted: newest.size };
+    },
+  );
+
+  app.get(
+    '/v1/devices/:deviceId/update-status',
+    {
+      config: { access: access.tenant('Reader') },
+      schema: {
+        tags: ['updates'],
+        summary: 'What a device last reported about each component it updates (runtime and apps)',
+        params: Type.Object({ deviceId: DeviceId }),
+        response: {
+          200: Type.Object({
+            items: Type.Array(
+              Type.Object({
+                componentId: Uuid,
+                imageId: Uuid,
+                state: State,
+                code: Type.Optional(Type.String()),
+                at: Timestamp,
+                receivedAt: Timestamp,
+              }),
+            ),
+          }),
+          ...errorResponses(404),
+        },
+      },
+    },
+    async (req) => {
+      const scope = tenantScope(store, req);
+      await scope.devices.get(req.params.deviceId);
+      const rows = await store.db
+        .selectFrom('device_update_status')
+        .selectAll()
+        .where('tenant_id', '=', scope.tenantId)
+        .where('device_id', '=', req.params.deviceId)
+        .orderBy('component_id')
+        .execute();
+      return {
+        items: rows.map((r) => ({
+          componentId: r.component_id,
+          imageId: r.image_id,
+          state: r.state as (typeof UPDATE_STATES)[number],
+          ...(r.code !== null ? { code: r.code } : {}),
+          at: r.at,
+          receivedAt: r.received_at,
+        })),
+      };
     },
   );
 
