@@ -167,7 +167,6 @@ for (const backend of backendsToTest) {
 
       // A sender that remembers which batches the service acknowledged.
       const acked = new Set<string>();
-      let answered = 0;
       let sent = 0;
       // The batch during which the service is killed (0: none): the kill lands 0–5 ms after that
       // batch leaves, so in flight or just answered, and always before the next one is sent.
@@ -183,7 +182,6 @@ for (const backend of backendsToTest) {
           }
           const r = await pending;
           for (const x of (body as { reports: Array<{ id: string }> }).reports) acked.add(x.id);
-          answered++;
           return r;
         },
         close: () => inner.close(),

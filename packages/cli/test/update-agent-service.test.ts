@@ -168,7 +168,7 @@ describe('the update agent against a live service', () => {
     const back = await updateNow(evalDev.state);
     assert.equal(back.code, 0, back.err);
     assert.deepEqual(
-      (back.json?.['jobs'] as Array<Record<string, unknown>>).map((j) => [
+      ((back.json?.['jobs'] ?? []) as Array<Record<string, unknown>>).map((j) => [
         j['version'],
         j['state'],
         j['code'],

@@ -77,6 +77,13 @@ for (const backend of backends()) {
 
     test('a measured, claimed device earns a 24 h certificate from its tenant CA', async () => {
       const d = await device();
+      // Its app is nobody's deployment: allowed because the device is a development device
+      // (updates.test.ts checks the app policy itself).
+      const cap = await svc.call('POST', `/v1/devices/${d.id}/capabilities`, {
+        token: t.tokens.Administrator,
+        body: { capability: 'appDevelopment' },
+      });
+      assert.equal(cap.status, 201, cap.body);
       await d.measure({ kind: 'runtime', digest: RUNTIME, name: 'heptad-runtime', version: '1.0.0' });
       await d.measure({ kind: 'app', digest: APP, name: 'blink' });
       const e = await d.evidence(await d.challenge());

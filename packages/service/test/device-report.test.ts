@@ -46,6 +46,12 @@ for (const backend of backends()) {
       await d.measure({ kind: 'runtime', digest: RUNTIME_1 });
       await d.measure({ kind: 'runtime', digest: RUNTIME_2 });
       await d.measure({ kind: 'app', digest: APP });
+      // The app is in no deployment: a development device may run it (the app policy: updates.test.ts).
+      const cap = await svc.call('POST', `/v1/devices/${d.id}/capabilities`, {
+        token: t.tokens.Administrator,
+        body: { capability: 'appDevelopment' },
+      });
+      assert.equal(cap.status, 201, cap.body);
       return d;
     };
     const send = (e: unknown) => svc.call('POST', '/v1/attestation/evidence', { body: e });

@@ -154,10 +154,10 @@ export function targetUrl(fetcher: UpdateFetcher, path: string, sha256: string):
 
 /** Refreshes both repositories and returns what the director names, checked against the images. */
 export async function planUpdate(fetcher: UpdateFetcher, stateDir: string, tenantId: string): Promise<Plan> {
-  let director: Updater;
   let image: Updater;
   try {
-    director = await open(fetcher, stateDir, tenantId, 'director');
+    // The director first: its targets (persisted by tuf-js once verified) are read below.
+    await open(fetcher, stateDir, tenantId, 'director');
     image = await open(fetcher, stateDir, tenantId, 'image');
   } catch (e) {
     if (e instanceof HeptadError && e.code === 'DEVICE_SERVICE_UNREACHABLE') throw e;

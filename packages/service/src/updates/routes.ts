@@ -238,9 +238,9 @@ export function updateRoutes(app: App, { store, clock }: RouteDeps): void {
         Map<string, { image_id: string; state: string; code: string | null; at: string }>
       >();
       for (const r of all.rows) {
-        let m = perDevice.get(r.device_id);
-        if (!m) perDevice.set(r.device_id, (m = new Map()));
+        const m = perDevice.get(r.device_id) ?? new Map();
         m.set(r.component_id, r);
+        perDevice.set(r.device_id, m);
       }
       const judge = (deviceId: string) => {
         const held = perDevice.get(deviceId);
