@@ -10,23 +10,18 @@
 // (bench/support/update-load.ts, its own process) to core 1. Loopback only; every process
 // started is stopped at the end.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { parseArgs } from 'node:util';
-import { SoftRootOfTrust } from '../packages/device/src/index.ts';
 import {
-  attestationBinding,
-  buildPackage,
   createCertificateAuthority,
-  createCsr,
   DEFAULT_MEASUREMENT_PCR,
-  deviceIdOf,
   issueServerCertificate,
 } from '../packages/protocol/src/index.ts';
+import { request, setup, startServe } from './support/update-service.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const { values: opts } = parseArgs({
@@ -54,173 +49,6 @@ process.on('SIGINT', () => {
   process.exit(130);
 });
 const log = (s: string) => process.stderr.write(`${s}\n`);
-
-interface Serve {
-  child: ChildProcess;
-  url: string;
-  token: string;
-  ca: string;
-  db: string;
-}
-
-async function startServe(data: string): Promise<Serve> {
-  const args = ['packages/cli/src/main.ts', 'serve', '--data', data, '--listen', '127.0.0.1:0'];
-  args.push('--mqtt-listen', 'off', '--log-level', 'warn', '--output', 'json');
-  const child = spawn('taskset', ['-c', '0', process.execPath, ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  let out = '';
-  const info = await new Promise<Record<string, string>>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error('serve did not start in 30 s')), 30_000);
-    child.stdout?.on('data', (c) => {
-      out += c;
-      try {
-        const j = JSON.parse(out) as Record<string, string>;
-        clearTimeout(timer);
-        res(j);
-      } catch {}
-    });
-    child.on('exit', (code) => rej(new Error(`serve exited ${code}`)));
-  });
-  return {
-    child,
-    url: String(info['url']),
-    token: readFileSync(String(info['operatorTokenFile']), 'utf8').trim(),
-    ca: readFileSync(String(info['caFile']), 'utf8'),
-    db: join(data, 'heptad.sqlite'),
-  };
-}
-
-function request(
-  s: Serve,
-  token: string | null,
-  method: string,
-  path: string,
-  body?: unknown,
-  tls?: { cert: string; key: string },
-): Promise<{ status: number; body: Buffer }> {
-  const payload =
-    body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
-  return new Promise((res, rej) => {
-    const req = https.request(
-      new URL(path, s.url),
-      {
-        method,
-        ca: s.ca,
-        ...(tls ?? {}),
-        headers: {
-          ...(token ? { authorization: `Bearer ${token}` } : {}),
-          ...(payload
-            ? {
-                'content-type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json',
-                'content-length': payload.length,
-              }
-            : {}),
-        },
-      },
-      (r) => {
-        const chunks: Buffer[] = [];
-        r.on('data', (c: Buffer) => chunks.push(c));
-        r.on('end', () => res({ status: r.statusCode ?? 0, body: Buffer.concat(chunks) }));
-      },
-    );
-    req.on('error', rej);
-    req.end(payload);
-  });
-}
-
-async function api(s: Serve, token: string | null, method: string, path: string, body?: unknown) {
-  const r = await request(s, token, method, path, body);
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${r.body.toString().slice(0, 300)}`);
-  return JSON.parse(r.body.toString() || '{}') as Record<string, unknown>;
-}
-
-/** The tenant, its group, attested devices in it, a deployed image of `mb` MB. */
-async function setup(s: Serve) {
-  const tenant = await api(s, s.token, 'POST', '/v1/tenants', { name: 'Bench' });
-  const admin = String(
-    (
-      await api(s, s.token, 'POST', '/v1/users', {
-        email: 'bench@example.com',
-        role: 'Administrator',
-        tenantId: tenant['id'],
-      })
-    )['token'],
-  );
-  await api(s, admin, 'POST', '/v1/products', { name: 'DW100' });
-  const group = 'DW100/Field Test';
-  const devices: Array<{ certPem: string; keyPem: string }> = [];
-  for (let i = 0; i < CERTIFIED; i++) {
-    const rot = SoftRootOfTrust.create(join(dir, `dev${i}`));
-    const key = await rot.identityPublicKey();
-    const id = deviceIdOf(key);
-    await api(s, s.token, 'POST', '/v1/devices', {
-      id,
-      publicKey: key.export({ format: 'pem', type: 'spki' }),
-      rotKind: 'soft',
-      measurementPcr: DEFAULT_MEASUREMENT_PCR,
-    });
-    await api(s, admin, 'POST', '/v1/devices/claim', { deviceIds: [id], deviceGroup: group });
-    const { nonce } = (await api(s, null, 'POST', '/v1/attestation/challenge', { deviceId: id })) as {
-      nonce: string;
-    };
-    const tls = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const csr = createCsr({ privateKey: tls.privateKey, subjectCommonName: id });
-    const quote = await rot.quote(attestationBinding(Buffer.from(nonce, 'hex'), csr), [
-      DEFAULT_MEASUREMENT_PCR,
-    ]);
-    const cert = (await api(s, null, 'POST', '/v1/attestation/evidence', {
-      deviceId: id,
-      nonce,
-      quote: { attest: quote.attest.toString('base64'), signature: quote.signature.toString('base64') },
-      log: [],
-      csr: csr.toString('base64'),
-    })) as { certificate: { chainPem: string } };
-    devices.push({
-      certPem: cert.certificate.chainPem,
-      keyPem: tls.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    });
-  }
-  const componentId = randomUUID();
-  const imageId = randomUUID();
-  const pkg = buildPackage({
-    manifest: {
-      componentId,
-      imageId,
-      name: 'big',
-      version: '1.0.0',
-      securityVersion: 1,
-      type: 'application',
-      entryPoint: 'main.js',
-      createdAt: new Date().toISOString(),
-      appManifest: {
-        SchemaVersion: 1,
-        Name: 'big',
-        ComponentId: componentId,
-        EntryPoint: 'main.js',
-        Capabilities: {},
-      },
-    },
-    files: [
-      { path: 'main.js', content: Buffer.from('export {};\n') },
-      { path: 'payload.bin', content: randomBytes(Number(opts['image-mb']) * 1_000_000) },
-    ],
-    signers: [{ privateKey: generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey }],
-  });
-  await api(s, admin, 'POST', '/v1/images', pkg);
-  await api(s, admin, 'POST', '/v1/deployments', { deviceGroup: group, imageIds: [imageId] });
-  const trust = await request(s, admin, 'GET', '/v1/tenants/current/ca-certificates/trust-bundle');
-  return {
-    devices,
-    admin,
-    imageId,
-    componentId,
-    tenantId: String(tenant['id']),
-    trustPem: trust.body.toString(),
-  };
-}
 
 /** 100 k more devices, claimed into the tenant, straight into the SQLite file (one transaction). */
 function registerMany(dbPath: string, tenantId: string, n: number): number {
@@ -322,15 +150,15 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 async function main() {
   execFileSync('bash', [join(ROOT, 'scripts/ensure-system-deps.sh'), 'nginx'], { stdio: 'inherit' });
-  const first = await startServe(join(dir, 'data'));
-  const fx = await setup(first);
+  const first = await startServe(join(dir, 'data'), children);
+  const fx = await setup(first, { dir, certified: CERTIFIED, imageMb: Number(opts['image-mb']) });
   // The service holds its SQLite file exclusively: stop it, add the devices, start it again.
   first.child.kill('SIGTERM');
   await new Promise((r) => first.child.on('exit', r));
   log(`${CERTIFIED} attested devices; registering ${opts.devices} more in the store…`);
   const regSeconds = registerMany(first.db, fx.tenantId, Number(opts.devices));
   log(`registered ${opts.devices} devices in ${regSeconds.toFixed(1)} s`);
-  const s = await startServe(join(dir, 'data'));
+  const s = await startServe(join(dir, 'data'), children);
   log(`heptad serve at ${s.url} (SQLite), pinned to core 0`);
   const dev = fx.devices[0];
   if (!dev) throw new Error('no device');
