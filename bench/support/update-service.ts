@@ -28,7 +28,9 @@ export interface Serve {
 export async function startServe(data: string, children: ChildProcess[], core = '0'): Promise<Serve> {
   const args = ['packages/cli/src/main.ts', 'serve', '--data', data, '--listen', '127.0.0.1:0'];
   args.push('--mqtt-listen', 'off', '--log-level', 'warn', '--output', 'json');
-  const child = spawn('taskset', ['-c', core, process.execPath, ...args], {
+  // BENCH_NODE_ARGS: extra Node flags for the service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = process.env['BENCH_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
+  const child = spawn('taskset', ['-c', core, process.execPath, ...nodeArgs, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
