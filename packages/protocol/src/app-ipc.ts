@@ -74,8 +74,8 @@ export const APP_IPC_LIMITS = Object.freeze({
   maxInFlight: 64,
   /** requests per second, averaged over a one-second window; beyond it the app is restarted */
   maxRequestsPerSecond: 5000,
-  /** sockets and servers an app may hold open through the supervisor */
-  maxOpenHandles: 64,
+  /** mutual-TLS connections the supervisor relays for one app at a time */
+  maxTlsRelays: 16,
 });
 
 /** The environment variable that tells the SDK it runs inside a Heptad compartment. */
