@@ -110,7 +110,10 @@ export class Peripherals {
   }
 
   gpioWrite(p: BoardPeripheral, value: 0 | 1, owner: string): void {
-    if (p.backend.kind === 'gpiochip') return writeSysfs(p, sysfsGpio(p, 'out'), String(value));
+    if (p.backend.kind === 'gpiochip') {
+      writeSysfs(p, sysfsGpio(p, 'out'), String(value));
+      return;
+    }
     const g = this.#sim.gpio[p.name] ?? { value: 0, writes: 0, owner };
     this.#sim.gpio[p.name] = { value, writes: g.writes + 1, owner };
     this.#changed();
