@@ -9,6 +9,7 @@ export {
   retryDelay,
 } from './agent/attest.ts';
 export { type ClientCertificate, DeviceServiceClient, ServiceRefusal } from './agent/service-client.ts';
+export * from './apps/index.ts';
 export { type BootOptions, type BootResult, boot } from './boot/bootloader.ts';
 export { type BootInfo, EXIT, INCOMING_RUNTIME_PATH, type RuntimeMessage } from './boot/contract.ts';
 export { acknowledgeEvents, appendEvents, readEvents } from './boot/events.ts';
@@ -39,3 +40,4 @@ export {
   type RegistrationRecord,
 } from './state/device-state.ts';
 export { FaultyStorage, FsStorage, type Storage } from './state/storage.ts';
+export * from './supervisor/index.ts';

@@ -41,6 +41,8 @@ if (inCompartment() && process.env['HEPTAD_APP_COMPONENT_ID'] !== undefined) {
       return next(specifier, context);
     },
   });
+  // The supervisor went away (the runtime stopped or was killed): an app never runs unsupervised.
+  process.on('disconnect', () => process.exit(0));
   // The uncaught-error hook: the supervisor records the stack with the crash report.
   process.on('uncaughtException', (e: unknown) => {
     const err = e instanceof Error ? e : new Error(String(e));

@@ -71,8 +71,13 @@ export async function fetch(url: string | URL, init: FetchInit = {}): Promise<Re
     const raw = await net.connect(host, port);
     if (u.protocol === 'https:') {
       const isIp = /^[\d.]+$/.test(host) || host.includes(':');
-      socket = tlsConnect({ socket: raw, ...(isIp ? {} : { servername: host }), ...(ca ? { ca } : {}) });
-      // An IP literal cannot be an SNI name, but the certificate must still match it.
+      // An IP literal cannot be an SNI name, but the certificate must still match it (host).
+      socket = tlsConnect({
+        socket: raw,
+        host,
+        ...(isIp ? {} : { servername: host }),
+        ...(ca ? { ca } : {}),
+      });
       await new Promise<void>((resolve, reject) => {
         (socket as TLSSocket).once('secureConnect', resolve);
         socket.once('error', reject);

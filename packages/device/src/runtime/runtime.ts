@@ -24,6 +24,8 @@ import { openRootOfTrust } from '../rot/open.ts';
 import type { RootOfTrust } from '../rot/root-of-trust.ts';
 import { DeviceState } from '../state/device-state.ts';
 import { FsStorage } from '../state/storage.ts';
+import { startAppSupervisor } from '../supervisor/runtime-hook.ts';
+import type { AppSupervisor } from '../supervisor/supervisor.ts';
 
 export interface RuntimeOptions {
   readonly stateDir: string;
@@ -51,6 +53,7 @@ export class DeviceRuntime {
   #installing = false;
   #uploading = false;
   #reports: ReportQueue | undefined;
+  #apps: AppSupervisor | undefined;
 
   constructor(options: RuntimeOptions) {
     this.#o = options;
@@ -131,6 +134,7 @@ export class DeviceRuntime {
   async #afterAttestation(
     r: { ok: true; outcome: AttestationOutcome } | { ok: false; error: unknown },
   ): Promise<void> {
+    this.#startApps();
     if (r.ok) {
       this.#o.send({ type: 'attested', ok: true, notAfter: r.outcome.notAfter });
       this.#o.log(`attested: certificate ${r.outcome.serial} until ${r.outcome.notAfter}`);
@@ -151,6 +155,36 @@ export class DeviceRuntime {
     // A refusal is the service's verdict on this runtime: a trial that is refused is unhealthy.
     // (Unreachable service: keep retrying until the health deadline.)
     if (this.#trial && r.error instanceof ServiceRefusal) this.#fail(`attestation refused: ${code}`);
+  }
+
+  /**
+   * Apps start after the first attestation outcome, whatever it is: attested, the boot's
+   * measurements are on record before any app adds its own; offline or refused, the device still
+   * runs its (verified, measured) apps, as an Azure Sphere device does.
+   */
+  #startApps(): void {
+    if (this.#apps !== undefined || this.#stopping || !this.#rot) return;
+    const config = this.#state.config();
+    this.#apps = startAppSupervisor({
+      state: this.#state,
+      storage: this.#storage,
+      rot: this.#rot,
+      pcr: config.measurementPcr,
+      deviceId: config.deviceId,
+      log: this.#o.log,
+      report: (e) => {
+        try {
+          this.#reports?.record(e);
+        } catch {
+          // the queue never stops the runtime
+        }
+      },
+    });
+  }
+
+  /** The app supervisor once started (startApp, stopApp, restartApp, health, requestDeferral). */
+  get apps(): AppSupervisor | undefined {
+    return this.#apps;
   }
 
   /** Health check passed (started, attested): make the trial the committed runtime. */
@@ -252,6 +286,7 @@ export class DeviceRuntime {
     const rot = this.#rot;
     void (async () => {
       try {
+        await this.#apps?.stop();
         await rot?.close();
       } finally {
         this.#o.exit(code);

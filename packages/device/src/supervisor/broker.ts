@@ -382,6 +382,8 @@ export class CapabilityBroker {
     const sni = servername ?? (isIP(host) === 0 ? host : undefined);
     const tls = tlsConnect({
       socket: raw,
+      // the name the server's certificate must match (an IP literal too, though it is not SNI)
+      host,
       key: cert.keyPem,
       cert: cert.chainPem,
       ...(ca ? { ca } : {}),
@@ -394,7 +396,9 @@ export class CapabilityBroker {
       });
     } catch (e) {
       tls.destroy();
-      throw new HeptadError('APP_CONNECT_FAILED', `TLS to ${host}:${port} failed`, { cause: e });
+      throw new HeptadError('APP_CONNECT_FAILED', `TLS to ${host}:${port} failed: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
     const path = join(this.#d.privateDir, `relay-${randomBytes(8).toString('hex')}.sock`);
     const server = createServer();

@@ -188,6 +188,8 @@ export function compartmentArgv(
       `--regid=${spec.uid}`,
       '--clear-groups',
       '--no-new-privs',
+      // an app never outlives the runtime (killed by the watchdog or a power cut)
+      '--pdeathsig=KILL',
       '--',
       ...argv,
     ];
