@@ -75,3 +75,38 @@ export function ensureDir(d: string): string {
   mkdirSync(d, { recursive: true, mode: 0o700 });
   return d;
 }
+
+/** Packs an app from a manifest object and in-memory files (entry point main.ts unless given). */
+export function packInline(
+  manifest: {
+    Name: string;
+    ComponentId: string;
+    Capabilities?: JsonObject;
+    CmdArgs?: string[];
+    EntryPoint?: string;
+  },
+  files: Record<string, string>,
+  opts: { version?: string; key?: KeyObject } = {},
+): Buffer {
+  const app: JsonObject = {
+    SchemaVersion: 1,
+    EntryPoint: 'main.ts',
+    Capabilities: {},
+    ...manifest,
+  } as JsonObject;
+  return buildPackage({
+    manifest: {
+      componentId: manifest.ComponentId,
+      imageId: randomUUID(),
+      name: manifest.Name,
+      version: opts.version ?? '1.0.0',
+      securityVersion: 0,
+      type: 'application',
+      entryPoint: String(app['EntryPoint']),
+      appManifest: app,
+      createdAt: new Date().toISOString(),
+    },
+    files: Object.entries(files).map(([path, content]) => ({ path, content: Buffer.from(content) })),
+    signers: [{ privateKey: opts.key ?? tenantKey.privateKey }],
+  });
+}
