@@ -72,8 +72,14 @@ export const APP_IPC_LIMITS = Object.freeze({
   maxStringLength: 1024,
   /** requests an app may have waiting for an answer */
   maxInFlight: 64,
-  /** requests per second, averaged over a one-second window; beyond it the app is restarted */
-  maxRequestsPerSecond: 5000,
+  /**
+   * Messages per second, in a one-second window; beyond it the app is restarted. High enough for
+   * an app that waits for each answer (about 10–20 thousand round trips a second): a flood is
+   * messages that do not wait, which maxRefusedPerSecond catches first.
+   */
+  maxRequestsPerSecond: 100_000,
+  /** malformed or over-the-in-flight-limit messages per second before the app is restarted */
+  maxRefusedPerSecond: 1000,
   /** mutual-TLS connections the supervisor relays for one app at a time */
   maxTlsRelays: 16,
 });

@@ -129,6 +129,8 @@ interface Instance extends BrokeredApp {
   inFlight: number;
   windowStart: number;
   windowCount: number;
+  /** malformed or rate-limited messages in this window */
+  windowRefused: number;
   logWindowStart: number;
   logBytes: number;
   lastInvalidReport: number;
@@ -346,6 +348,7 @@ export class AppSupervisor {
       inFlight: 0,
       windowStart: Date.now(),
       windowCount: 0,
+      windowRefused: 0,
       logWindowStart: Date.now(),
       logBytes: 0,
       lastInvalidReport: 0,
@@ -387,6 +390,7 @@ export class AppSupervisor {
       inFlight: 0,
       windowStart: 0,
       windowCount: 0,
+      windowRefused: 0,
       logWindowStart: 0,
       logBytes: 0,
       lastInvalidReport: 0,
@@ -530,11 +534,17 @@ export class AppSupervisor {
     if (now - inst.windowStart >= 1000) {
       inst.windowStart = now;
       inst.windowCount = 0;
+      inst.windowRefused = 0;
     }
-    if (++inst.windowCount > APP_IPC_LIMITS.maxRequestsPerSecond) {
+    if (
+      ++inst.windowCount > APP_IPC_LIMITS.maxRequestsPerSecond ||
+      inst.windowRefused > APP_IPC_LIMITS.maxRefusedPerSecond
+    ) {
       // A flood: recorded once, and the app is restarted (its backoff grows).
-      if (inst.windowCount === APP_IPC_LIMITS.maxRequestsPerSecond + 1) {
-        this.#violation(inst, 'ipc', `more than ${APP_IPC_LIMITS.maxRequestsPerSecond} requests/s`);
+      if (!inst.stopping) {
+        inst.stopping = true; // answers nothing more; #onExit still restarts it (not held)
+        (inst as { flooded?: boolean }).flooded = true;
+        this.#violation(inst, 'ipc', 'flood: messages without waiting for answers');
         this.#o.log(`supervisor: ${inst.name} floods the supervisor; restarting it`);
         inst.child.kill('SIGKILL');
       }
@@ -553,6 +563,7 @@ export class AppSupervisor {
       msg.args === null ||
       Array.isArray(msg.args)
     ) {
+      inst.windowRefused++;
       if (now - inst.lastInvalidReport > 1000) {
         inst.lastInvalidReport = now;
         this.#violation(inst, 'ipc', 'malformed request');
@@ -580,6 +591,7 @@ export class AppSupervisor {
       return;
     }
     if (inst.inFlight >= APP_IPC_LIMITS.maxInFlight) {
+      inst.windowRefused++;
       this.#send(inst, {
         t: 'res',
         id,
@@ -622,7 +634,7 @@ export class AppSupervisor {
     removeAppCgroup(inst.cgroup);
     inst.lastExit = { code, signal, at: this.#clock().toISOString() };
     const ranMs = Date.now() - inst.startedAt;
-    if (inst.stopping || this.#stopped) {
+    if ((inst.stopping && !(inst as { flooded?: boolean }).flooded) || this.#stopped) {
       inst.state = 'stopped';
       this.#writeStatus();
       return;
