@@ -46,6 +46,7 @@ describe('apps on a device', () => {
   let allowed: Server;
   let denied: Server;
   let deniedHits = 0;
+  let offline: { rtFile: string; platformPub: string; blink: string };
   const posts: Array<{ cn: string; issuerOk: boolean; body: string }> = [];
   const cli = (argv: string[], extra: NodeJS.ProcessEnv = {}) => runCaptured(argv, { ...env, ...extra }, dir);
   const reports = (): QueuedReport[] =>
@@ -248,6 +249,7 @@ describe('apps on a device', () => {
     ]);
     assert.equal(refused.code, 1);
     assert.match(refused.err, /APP_SIGNATURE_UNTRUSTED/);
+    offline = { rtFile: rt.file, platformPub: kit.platformPub, blink: packs[0] as string };
     for (const [i, p] of packs.entries()) {
       const r = await cli([
         'device',
@@ -404,6 +406,45 @@ describe('apps on a device', () => {
       reports().find((r) => r.componentId === IDS.crasher && r.kind === 'app-exit'),
     );
     assert.equal(exit.details['exitCode'], 3);
+  });
+
+  test('offline, the device runs its apps after its first attestation attempt fails', async () => {
+    const st2 = join(dir, 'dev-offline');
+    const made = await cli([
+      'device',
+      'manufacture',
+      '--state',
+      st2,
+      '--rot',
+      'soft',
+      '--service',
+      'https://127.0.0.1:1',
+      '--runtime',
+      offline.rtFile,
+      '--runtime-signer',
+      offline.platformPub,
+    ]);
+    assert.equal(made.code, 0, made.err);
+    const r = await cli([
+      'device',
+      'sideload',
+      offline.blink,
+      '--state',
+      st2,
+      '--developer-key',
+      join(dir, 'dev.key.pub'),
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const dev2 = new DeviceProcess(st2);
+    try {
+      await dev2.waitFor(/attestation failed/);
+      await dev2.waitFor(/supervisor: started blink 1\.0\.0/);
+      await dev2.waitFor(/\[app blink\] blink: toggling LED1/);
+      const log = readJson(join(st2, 'measurements.json')) as Array<{ kind: string; componentId?: string }>;
+      assert.ok(log.some((e) => e.kind === 'app' && e.componentId === IDS.blink));
+    } finally {
+      await dev2.stop();
+    }
   });
 
   test('removing an app stops it; stopping the device stops every app', async () => {
