@@ -6,8 +6,8 @@
 // packages/cli/test/device-apps.test.ts.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -224,7 +224,7 @@ describe('supervisor', () => {
           },
           {
             'main.ts': `
-              import { storage, net } from '@heptad/sdk';
+              import { deviceAuth, storage, net } from '@heptad/sdk';
               const answers: string[] = [];
               process.on('message', (m: any) => { if (m && m.t === 'res' && !m.ok) answers.push(m.id + ':' + m.code); });
               const send = (m: unknown) => process.send!(m as object);
@@ -242,6 +242,7 @@ describe('supervisor', () => {
                 send({ t: 'req', id: -1, op: 'hello', args: {} });
                 try { await storage.write('big', new Uint8Array(2048)); } catch (e: any) { answers.push('quota:' + e.code); }
                 try { await net.connect('127.0.0.1', 1); } catch (e: any) { answers.push('connect:' + e.code); }
+                try { await deviceAuth.sign('x'); } catch (e: any) { answers.push('sign:' + e.code); }
                 await new Promise((r) => setTimeout(r, 300));
                 console.log('answers ' + answers.sort().join(','));
                 for (let i = 0; i < 20000; i++) send({ t: 'req', id: 100 + i, op: 'hello', args: {} });
@@ -267,6 +268,7 @@ describe('supervisor', () => {
         '1007:APP_REQUEST_INVALID',
         'quota:APP_STORAGE_QUOTA',
         'connect:APP_CONNECT_FAILED',
+        'sign:APP_CAPABILITY_DENIED',
       ])
         assert.ok(line.includes(want), `${want} not in ${line}`);
       await d.waitLine(/hostile floods the supervisor; restarting it/);
@@ -415,6 +417,118 @@ describe('supervisor', () => {
       await d.waitLine(/\[app versioned\] v1 up/, 10_000, 5);
       assert.notEqual(sup.health(ID)?.pid, pid);
       assert.ok((sup.health(ID)?.runningMs ?? -1) >= 0);
+    } finally {
+      await d.close();
+    }
+  });
+
+  test('brokered peripherals, a server port and the device certificate work as granted, and only as granted', async () => {
+    const d = new Device();
+    const ID = randomUUID();
+    const { generateKeyPairSync, verify } = await import('node:crypto');
+    const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const keyPem = String(key.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const freePort = await new Promise<number>((r) => {
+      const s = createServer().listen(0, () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => r(p));
+      });
+    });
+    try {
+      mkdirSync(join(d.dir, 'peripherals'), { recursive: true });
+      writeFileSync(
+        join(d.dir, 'peripherals', 'sim-inputs.json'),
+        JSON.stringify({ adc: { ADC0: 777 }, gpio: { BUTTON_A: 1 } }),
+      );
+      d.install(
+        packInline(
+          {
+            Name: 'gadget',
+            ComponentId: ID,
+            Capabilities: {
+              Gpio: ['BUTTON_A'],
+              Uart: ['UART1'],
+              I2cMaster: ['I2C1'],
+              SpiMaster: ['SPI0'],
+              Pwm: ['PWM0'],
+              Adc: ['ADC0'],
+              AllowedTcpServerPorts: [freePort],
+              DeviceAuthentication: '00000000-0000-4000-8000-000000000000',
+            },
+          },
+          {
+            'main.ts': `
+              import { adc, deviceAuth, gpio, i2c, net, pwm, spi, uart } from '@heptad/sdk';
+              const out: Record<string, unknown> = {};
+              out.button = await gpio.read('BUTTON_A');
+              await uart.write('UART1', 'hello');
+              out.uart = Buffer.from(await uart.read('UART1')).toString();
+              await i2c.transfer('I2C1', 0x48, Uint8Array.of(0x10, 1, 2, 3));
+              out.i2c = [...await i2c.transfer('I2C1', 0x48, Uint8Array.of(0x10), 3)];
+              out.spi = [...await spi.transfer('SPI0', Uint8Array.of(9, 8, 7))];
+              await pwm.set('PWM0', { periodNs: 1000000, dutyNs: 250000, enabled: true });
+              out.adc = await adc.read('ADC0');
+              out.cert = (await deviceAuth.certificate()).deviceId;
+              out.sig = Buffer.from(await deviceAuth.sign('data to sign')).toString('base64');
+              try { await net.listen(${freePort} + 1 === 65536 ? 1 : ${freePort} + 1); } catch (e: any) { out.otherPort = e.code; }
+              try { await gpio.read('LED1'); } catch (e: any) { out.led = e.code; }
+              const server = await net.listen(${freePort}, (s) => s.end('from the app'));
+              out.listening = server.listening;
+              console.log('gadget ' + JSON.stringify(out));
+            `,
+          },
+        ),
+      );
+      await d.start({
+        isolation: ALL_OFF,
+        certificate: () => ({
+          keyPem,
+          chainPem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
+          notAfter: '2026-06-02T00:00:00.000Z',
+        }),
+      });
+      await d.waitLine(/\[app gadget\] gadget /);
+      const out = JSON.parse(
+        (d.lines.find((l) => /\[app gadget\] gadget /.test(l)) ?? '').replace(/^.*gadget /, ''),
+      ) as Record<string, unknown>;
+      assert.equal(out['button'], 1);
+      assert.equal(out['uart'], 'hello');
+      assert.deepEqual(out['i2c'], [1, 2, 3]);
+      assert.deepEqual(out['spi'], [9, 8, 7]);
+      assert.equal(out['adc'], 777);
+      assert.equal(out['cert'], 'test-device');
+      assert.ok(
+        verify(
+          'sha256',
+          Buffer.from('data to sign'),
+          key.publicKey,
+          Buffer.from(String(out['sig']), 'base64'),
+        ),
+      );
+      assert.equal(out['otherPort'], 'APP_CAPABILITY_DENIED');
+      assert.equal(out['led'], 'APP_CAPABILITY_DENIED');
+      assert.equal(out['listening'], true);
+      // The server the app listens on is reachable from outside, and answers from the app.
+      const reply = await new Promise<string>((resolve, reject) => {
+        const s = connect({ host: '127.0.0.1', port: freePort });
+        let got = '';
+        s.on('data', (b) => (got += b));
+        s.on('end', () => resolve(got));
+        s.on('error', reject);
+      });
+      assert.equal(reply, 'from the app');
+      const sim = await d.until('sim.json with PWM0', () => {
+        try {
+          const j = JSON.parse(readFileSync(join(d.dir, 'peripherals', 'sim.json'), 'utf8')) as {
+            pwm: Record<string, { dutyNs: number; owner: string }>;
+          };
+          return j.pwm['PWM0'];
+        } catch {
+          return undefined;
+        }
+      });
+      assert.deepEqual({ dutyNs: sim.dutyNs, owner: sim.owner }, { dutyNs: 250000, owner: 'gadget' });
+      assert.ok(d.violations(ID).includes('Gpio LED1'));
     } finally {
       await d.close();
     }
