@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -406,6 +406,68 @@ describe('apps on a device', () => {
       reports().find((r) => r.componentId === IDS.crasher && r.kind === 'app-exit'),
     );
     assert.equal(exit.details['exitCode'], 3);
+  });
+
+  test('an app writing garbage and endless lines straight to its IPC descriptor does not take the runtime down', async () => {
+    const src = join(dir, 'src-garbage');
+    mkdirSync(src);
+    const HOSTILE = 'abcdef01-2345-4678-89ab-cdef01234567';
+    writeFileSync(
+      join(src, 'app_manifest.json'),
+      JSON.stringify({
+        SchemaVersion: 1,
+        Name: 'garbage',
+        ComponentId: HOSTILE,
+        EntryPoint: 'main.mjs',
+        Capabilities: {},
+      }),
+    );
+    writeFileSync(
+      join(src, 'main.mjs'),
+      `import { writeSync } from 'node:fs';
+       import { hello } from '@heptad/sdk';
+       await hello();
+       for (let i = 0; i < 3; i++) writeSync(3, 'this is not JSON\\n');
+       console.log('garbage: lines written');
+       const chunk = Buffer.alloc(1 << 20, 0x61);
+       let written = 0;
+       while (written < 600 * chunk.length) {
+         try { written += writeSync(3, chunk); } catch (e) { if (e.code !== 'EAGAIN') throw e; await new Promise((r) => setImmediate(r)); }
+       }
+       console.log('garbage: 600 MiB written');
+       setInterval(() => {}, 1000);`,
+    );
+    const out = join(dir, 'garbage.hpkg');
+    assert.equal(
+      (await cli(['image', 'pack', src, '--out', out, '--key', join(dir, 'dev.key'), '--version', '1.0.0']))
+        .code,
+      0,
+    );
+    const runtimePid = (readJson(join(state, 'run', 'status.json')) as { runtimePid: number }).runtimePid;
+    const blinkPid = appsStatus().apps.find((a) => a.name === 'blink')?.pid;
+    const writes = sim().gpio['LED1']?.writes ?? 0;
+    assert.equal((await cli(['device', 'sideload', out, '--state', state])).code, 0);
+    await dev.waitFor(/\[app garbage\] garbage: lines written/);
+    await dev.waitFor(/supervisor: an app wrote a malformed line to its IPC channel; dropped/);
+    await dev.waitFor(/supervisor: garbage writes more than the supervisor reads; restarting it/, 20_000);
+    assert.doesNotMatch(dev.out, /garbage: 600 MiB written/);
+    assert.doesNotMatch(dev.out, /runtime error/);
+    assert.equal(
+      (readJson(join(state, 'run', 'status.json')) as { runtimePid: number }).runtimePid,
+      runtimePid,
+    );
+    assert.equal(appsStatus().apps.find((a) => a.name === 'blink')?.pid, blinkPid);
+    await until('blink still toggling', () => (sim().gpio['LED1']?.writes ?? 0) > writes + 2);
+    await until('the byte flood recorded', () =>
+      reports().find(
+        (r) =>
+          r.componentId === HOSTILE &&
+          r.kind === 'capability-violation' &&
+          r.details['target'] === 'flood-bytes',
+      ),
+    );
+    assert.equal((await cli(['device', 'app-remove', HOSTILE, '--state', state])).code, 0);
+    await dev.waitFor(/supervisor: garbage removed/);
   });
 
   test('offline, the device runs its apps after its first attestation attempt fails', async () => {

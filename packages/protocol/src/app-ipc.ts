@@ -80,6 +80,8 @@ export const APP_IPC_LIMITS = Object.freeze({
   maxRequestsPerSecond: 100_000,
   /** malformed or over-the-in-flight-limit messages per second before the app is restarted */
   maxRefusedPerSecond: 1000,
+  /** bytes an app may write per second (IPC and output together, /proc/PID/io) before it is restarted */
+  maxBytesPerSecond: 64 * 1024 * 1024,
   /** mutual-TLS connections the supervisor relays for one app at a time */
   maxTlsRelays: 16,
 });

@@ -16,6 +16,7 @@ export {
   type AppRunState,
   AppSupervisor,
   type DeferralAnswer,
+  isAppChannelFault,
   RUNTIME_DEFERRAL_CAP_MS,
   type SupervisorOptions,
 } from './supervisor.ts';

@@ -11,7 +11,16 @@
  * restarts from its trial slot; rollbackApp → back to the committed slot.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
@@ -61,6 +70,14 @@ export const DEFAULT_GRACE_MS = 2000;
 export const RUNTIME_DEFERRAL_CAP_MS = 24 * 3_600_000;
 export const APP_DEFERRAL_CAP_MS = 168 * 3_600_000;
 const LOG_LINE_MAX = 1000;
+/**
+ * Node's IPC channel buffers a message until its newline before the supervisor sees it, and an
+ * app can write raw bytes to the channel's descriptor (the permission model does not check
+ * descriptors): a message that never ends would grow the runtime's memory until it crashes. The
+ * guard reads each app's written-bytes counter (/proc/PID/io wchar) and kills an app that writes
+ * more than APP_IPC_LIMITS.maxBytesPerSecond.
+ */
+const BYTE_GUARD_MS = 250;
 const LOG_BYTES_PER_SECOND = 16 * 1024;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point
 const CONTROL = /[\x00-\x1f\x7f]/g;
@@ -148,6 +165,17 @@ interface Deferral {
   by: Set<string>;
 }
 
+/**
+ * Whether an uncaught exception is Node's IPC channel failing to parse what an app wrote to it.
+ * Node parses each line an app writes to the channel before the supervisor sees it, and throws
+ * out of the channel's read callback when a line is not JSON (an app can write raw bytes to the
+ * descriptor). The runtime's uncaught-exception handler asks this and carries on: the line is
+ * dropped, nothing else is affected. Which app wrote it cannot be told from the exception.
+ */
+export function isAppChannelFault(e: unknown): boolean {
+  return e instanceof SyntaxError && /parseChannelMessages|internal\/child_process/.test(e.stack ?? '');
+}
+
 export class AppSupervisor {
   readonly #o: SupervisorOptions;
   readonly #storage: Storage;
@@ -164,6 +192,7 @@ export class AppSupervisor {
   #peripherals: Peripherals | undefined;
   #broker: CapabilityBroker | undefined;
   #poll: NodeJS.Timeout | undefined;
+  #byteGuard: NodeJS.Timeout | undefined;
   #reconciling = false;
   #stopped = false;
   #storeProblem: string | undefined;
@@ -223,6 +252,8 @@ export class AppSupervisor {
     await this.reconcile();
     this.#poll = setInterval(() => void this.reconcile(), this.#o.pollMs ?? 1000);
     this.#poll.unref();
+    this.#byteGuard = setInterval(() => this.#guardBytes(), BYTE_GUARD_MS);
+    this.#byteGuard.unref();
   }
 
   /** Makes the running apps match the app store: starts new ones, restarts changed ones, stops removed ones. */
@@ -544,7 +575,7 @@ export class AppSupervisor {
       if (!inst.stopping) {
         inst.stopping = true; // answers nothing more; #onExit still restarts it (not held)
         (inst as { flooded?: boolean }).flooded = true;
-        this.#violation(inst, 'ipc', 'flood: messages without waiting for answers');
+        this.#violation(inst, 'ipc', 'flood-messages');
         this.#o.log(`supervisor: ${inst.name} floods the supervisor; restarting it`);
         inst.child.kill('SIGKILL');
       }
@@ -566,7 +597,7 @@ export class AppSupervisor {
       inst.windowRefused++;
       if (now - inst.lastInvalidReport > 1000) {
         inst.lastInvalidReport = now;
-        this.#violation(inst, 'ipc', 'malformed request');
+        this.#violation(inst, 'ipc', 'malformed-request');
       }
       if (idOk)
         this.#send(inst, {
@@ -671,6 +702,44 @@ export class AppSupervisor {
     }, delay);
     inst.timer.unref();
     this.#writeStatus();
+  }
+
+  #guardBytes(): void {
+    for (const inst of this.#apps.values()) {
+      const pid = inst.child?.pid;
+      if (pid === undefined || inst.stopping) continue;
+      let wchar: number;
+      try {
+        wchar = Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? Number.NaN);
+      } catch {
+        continue; // not Linux, or the process is gone
+      }
+      if (!Number.isFinite(wchar)) continue;
+      const last = (inst as { wchar?: number }).wchar;
+      (inst as { wchar?: number }).wchar = wchar;
+      if (last === undefined) continue;
+      if (wchar - last > (APP_IPC_LIMITS.maxBytesPerSecond * BYTE_GUARD_MS) / 1000) {
+        inst.stopping = true;
+        (inst as { flooded?: boolean }).flooded = true;
+        this.#violation(inst, 'ipc', 'flood-bytes');
+        this.#o.log(`supervisor: ${inst.name} writes more than the supervisor reads; restarting it`);
+        inst.child?.kill('SIGKILL');
+      }
+    }
+  }
+
+  /** An app wrote a line that is not JSON to its channel (see isAppChannelFault): recorded. */
+  noteChannelFault(): void {
+    this.#o.log('supervisor: an app wrote a malformed line to its IPC channel; dropped');
+    try {
+      this.#o.report?.({
+        kind: 'capability-violation',
+        componentId: '00000000-0000-0000-0000-000000000000',
+        details: { capability: 'ipc', target: 'malformed-line' },
+      });
+    } catch {
+      // the queue never stops the supervisor
+    }
   }
 
   /** SIGTERM (and a shutdown event), then SIGKILL after the grace period. */
@@ -823,6 +892,7 @@ export class AppSupervisor {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#poll !== undefined) clearInterval(this.#poll);
+    if (this.#byteGuard !== undefined) clearInterval(this.#byteGuard);
     await Promise.all([...this.#apps.values()].map((i) => this.#stopInstance(i)));
     this.#peripherals?.close();
     this.#writeStatus();
