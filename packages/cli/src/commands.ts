@@ -1,4 +1,5 @@
 import { HeptadError, isDeviceId } from '@heptad/protocol';
+import { APP_DEVICE_COMMANDS } from './app-commands.ts';
 import { readFileArg, str } from './args.ts';
 import { BROKER_COMMANDS } from './broker-commands.ts';
 import { ServiceClient } from './client.ts';
@@ -654,6 +655,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...DEVICE_LOCAL_COMMANDS,
   ...PKI_COMMANDS,
   ...RUNTIME_COMMANDS,
+  ...APP_DEVICE_COMMANDS,
   ...IMAGE_COMMANDS,
   ...DEPLOYMENT_COMMANDS,
   ...CAPABILITY_COMMANDS,

@@ -9,16 +9,21 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  addDeveloperKeys,
+  commitApp,
   DEFAULT_WATCHDOG_MS,
   DeviceState,
   FsStorage,
   INCOMING_RUNTIME_PATH,
+  installApp,
   isAlive,
   LAST_CHECK_PATH,
   loadBootState,
   loadPlatformKeys,
+  parsePublicKeys,
   readRunStatus,
   runDevice,
+  setAppDevelopment,
   UPDATE_NOW_PATH,
 } from '@heptad/device';
 import {
@@ -32,6 +37,7 @@ import {
   verifyPackage,
   writeFileAtomic,
 } from '@heptad/protocol';
+import { readAppsStatus } from './app-commands.ts';
 import { readFileArg, securityVersionOption, str, versionOption } from './args.ts';
 import type { CommandContext, CommandSpec } from './spec.ts';
 
@@ -58,11 +64,29 @@ export function loadSigningKey(ctx: CommandContext, file: string): KeyObject {
   return key;
 }
 
-/** Bundles the runtime (or another entry module) into one ES module with esbuild. */
+/**
+ * Bundles the runtime (or another entry module) into one ES module with esbuild. The app SDK
+ * (@heptad/sdk) is bundled first and embedded as the text HEPTAD_SDK_BUNDLE: the supervisor hands
+ * it to every app, so the SDK is signed and measured with the runtime (docs/apps.md §SDK).
+ */
 export async function bundleRuntime(entry: string): Promise<Buffer> {
   const esbuild = await import('esbuild');
   try {
+    const sdk = await esbuild.build({
+      entryPoints: [fileURLToPath(import.meta.resolve('@heptad/sdk'))],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node24',
+      write: false,
+      legalComments: 'none',
+      logLevel: 'silent',
+      packages: 'bundle',
+    });
+    const sdkText = sdk.outputFiles[0]?.text;
+    if (sdkText === undefined) throw new Error('no SDK output');
     const out = await esbuild.build({
+      define: { HEPTAD_SDK_BUNDLE: JSON.stringify(sdkText) },
       entryPoints: [entry],
       bundle: true,
       platform: 'node',
@@ -367,6 +391,7 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
       } catch {
         lastUpdateCheck = null;
       }
+      const apps = readAppsStatus(dir);
       const data = {
         deviceId: config.deviceId,
         rotKind: config.rot.kind,
@@ -390,7 +415,11 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
         lastAttestation: att ?? null,
         capabilities: state.capabilities(),
         lastUpdateCheck,
+        // What the app supervisor last wrote: its isolation layers and the apps' states.
+        isolation: running ? (apps?.['layers'] ?? null) : null,
+        apps: running ? (apps?.['apps'] ?? []) : [],
       };
+      const layers = data.isolation as Record<string, unknown> | null;
       const rt = data.runtime;
       const text = [
         `Device:            ${data.deviceId}`,
@@ -402,6 +431,22 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
         `Last attestation:  ${att ? `${att.outcome}${att.code ? ` (${att.code})` : ''} at ${att.at}` : 'never'}`,
         `Capabilities:      ${data.capabilities.join(', ') || '-'}`,
         `Last update check: ${lastUpdateCheck ? `${lastUpdateCheck['ok'] ? 'ok' : `refused (${lastUpdateCheck['code']})`} at ${lastUpdateCheck['at']}` : 'never'}`,
+        `Isolation:         ${
+          layers
+            ? [
+                'permission model',
+                layers['ownUser'] ? 'own uid' : 'no own uid',
+                layers['networkNamespace'] ? 'network namespace' : 'no network namespace',
+                layers['memoryLimit'] ? 'memory limit' : 'no memory limit',
+                'brokered capabilities',
+              ].join(', ')
+            : '-'
+        }`,
+        `Apps:              ${
+          (data.apps as Array<Record<string, unknown>>)
+            .map((a) => `${a['name']} ${a['state']}${a['restarts'] ? ` (${a['restarts']} restarts)` : ''}`)
+            .join(', ') || '-'
+        }`,
         '',
       ].join('\n');
       return { data, text };
@@ -486,21 +531,40 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
   {
     path: ['device', 'sideload'],
     summary:
-      'Stage a runtime package on the device; the running runtime installs it and reboots into its trial',
+      'Install an app into the device’s app store, or stage a runtime package (installed and booted as a trial)',
     description:
-      'The package is checked against the device’s platform key first (nothing is staged otherwise), then ' +
-      'placed in DIR/incoming. heptad device run installs it into the inactive slot, reboots into it as a ' +
-      'trial and commits it after its health check, or returns to the current runtime.',
-    args: [{ name: 'FILE', description: 'runtime package signed by the platform', required: true }],
+      'An application package is installed into the app store at once (verified: a production image key, or ' +
+      'on a device with app development enabled a developer key; it must fit the board and the other apps) and ' +
+      'committed; a running device starts or restarts it within a second. --developer-key enables app ' +
+      'development on this device (the device side of the appDevelopment capability) and trusts that public ' +
+      'key for dev-signed apps. A runtime package is checked against the device’s platform key first (nothing ' +
+      'is staged otherwise), then placed in DIR/incoming. heptad device run installs it into the inactive ' +
+      'slot, reboots into it as a trial and commits it after its health check, or returns to the current runtime.',
+    args: [
+      {
+        name: 'FILE',
+        description: 'application package, or runtime package signed by the platform',
+        required: true,
+      },
+    ],
     options: [
       { name: 'state', type: 'string', valueName: 'DIR', description: 'device state folder', required: true },
+      {
+        name: 'developer-key',
+        type: 'string',
+        valueName: 'FILE',
+        description:
+          'enable app development and trust this developer public key (the .pub of heptad key create)',
+      },
     ],
     service: false,
+    examples: ['heptad device sideload blink-1.0.0.hpkg --state ./dev1 --developer-key dev.key.pub'],
     async run(ctx) {
       const dir = path(ctx, 'state');
       new DeviceState(dir).config(); // a device state folder, or DEVICE_STATE_INVALID
       const storage = new FsStorage(dir);
       const bytes = readFileArg(ctx, String(str(ctx, 'FILE')), 'package');
+      if (readManifestUnverified(bytes).type === 'application') return sideloadApp(ctx, storage, bytes);
       const pkg = verifyPackage(bytes, loadPlatformKeys(storage));
       if (pkg.manifest.type !== 'runtime') throw new HeptadError('BOOT_NOT_RUNTIME', 'not a runtime package');
       const keys = loadPlatformKeys(storage);
@@ -522,6 +586,31 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
     },
   },
 ];
+
+/** Installs and commits an application package on a device (development: no trial). */
+function sideloadApp(ctx: CommandContext, storage: FsStorage, bytes: Buffer) {
+  const devKey = str(ctx, 'developer-key');
+  if (devKey !== undefined) {
+    const pem = readFileArg(ctx, devKey, 'developer public key', 'utf8');
+    parsePublicKeys(pem); // KEY_FILE_INVALID before anything is written
+    setAppDevelopment(storage, true);
+    addDeveloperKeys(storage, pem);
+  }
+  const r = installApp(storage, bytes);
+  commitApp(storage, r.componentId);
+  const m = r.verified.pkg.manifest;
+  return {
+    data: {
+      componentId: r.componentId,
+      name: m.name,
+      version: m.version,
+      slot: r.slot,
+      digest: r.verified.pkg.digest,
+      devSigned: r.verified.devSigned,
+    },
+    text: `Installed ${m.name} ${m.version} (${r.componentId}) in slot ${r.slot}${r.verified.devSigned ? ', dev-signed' : ''}\n`,
+  };
+}
 
 const RELEASE_COLUMNS = [
   { header: 'VERSION', get: (r: Record<string, unknown>) => r['version'] },

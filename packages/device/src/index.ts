@@ -9,6 +9,7 @@ export {
   retryDelay,
 } from './agent/attest.ts';
 export { type ClientCertificate, DeviceServiceClient, ServiceRefusal } from './agent/service-client.ts';
+export * from './apps/index.ts';
 export { type BootOptions, type BootResult, boot } from './boot/bootloader.ts';
 export {
   type BootInfo,
@@ -46,3 +47,4 @@ export {
   type RegistrationRecord,
 } from './state/device-state.ts';
 export { FaultyStorage, FsStorage, type Storage } from './state/storage.ts';
+export * from './supervisor/index.ts';

@@ -659,6 +659,84 @@ export const ERROR_REGISTRY = {
     hint: 'fix the listed fields of board.json; see docs/formats/app-manifest.md',
   },
 
+  // Apps on the device: the app store, the supervisor and its brokered capabilities
+  APP_RUNTIME_COMPONENT: {
+    status: 0,
+    title:
+      "The package claims the device runtime's component id, or is a runtime package, not an application",
+    hint: 'install runtimes with heptad device sideload of a runtime package; an app needs its own ComponentId',
+  },
+  APP_SIGNATURE_UNTRUSTED: {
+    status: 0,
+    title: 'The application package is not signed by a key the device trusts for apps',
+    hint: 'sign it through the service (tenant production key), or enable app development and add your developer key (heptad device sideload --developer-key)',
+  },
+  APP_ROLLBACK_REFUSED: {
+    status: 0,
+    title: "The application's security version is below the highest one this device committed for it",
+    hint: "install a build with a security version at or above the device's floor for this app",
+  },
+  APP_NOT_INSTALLED: {
+    status: 0,
+    title: 'No app with this component id is installed on the device',
+    hint: 'list the installed apps with heptad device apps --state DIR',
+  },
+  APP_NO_TRIAL: {
+    status: 0,
+    title: 'The app has no trial to commit or roll back',
+    hint: 'install a new version first (it becomes the trial)',
+  },
+  APP_STORE_INVALID: {
+    status: 0,
+    title: "The device's app store record (apps/installed.json) is damaged",
+    hint: 'reinstall the apps; the record is rewritten by the next install or removal',
+  },
+  APP_SLOT_INVALID: {
+    status: 0,
+    title: "An installed app's package no longer verifies (damaged, or signed by a key no longer trusted)",
+    hint: 'reinstall the app; the supervisor will not start it',
+  },
+  APP_CAPABILITY_DENIED: {
+    status: 0,
+    title: "The app's manifest does not grant what it asked for",
+    hint: 'add the capability to app_manifest.json (a new signed build) if the app really needs it',
+  },
+  APP_REQUEST_INVALID: {
+    status: 0,
+    title: 'The app sent the supervisor a request that is not valid',
+    hint: 'use @heptad/sdk; a hand-made IPC message must follow docs/apps.md',
+  },
+  APP_RATE_LIMITED: {
+    status: 0,
+    title: 'The app sent the supervisor more requests than it allows',
+    hint: 'slow down; the app is stopped and restarted if it keeps flooding',
+  },
+  APP_STORAGE_QUOTA: {
+    status: 0,
+    title: "The write would take the app's mutable storage past its MutableStorage quota",
+    hint: 'delete data first, or raise MutableStorage.SizeKB in a new build',
+  },
+  APP_STORAGE_NOT_FOUND: {
+    status: 0,
+    title: "No such file in the app's mutable storage",
+    hint: 'check the name; list the files with storage.list()',
+  },
+  APP_CONNECT_FAILED: {
+    status: 0,
+    title: 'The supervisor could not open the connection the app asked for',
+    hint: 'check that the host resolves and accepts connections on that port',
+  },
+  APP_PERIPHERAL_FAILED: {
+    status: 0,
+    title: 'The peripheral backend failed the operation',
+    hint: "check the board definition's backend and the device's hardware",
+  },
+  APP_NOT_RUNNING: {
+    status: 0,
+    title: 'The app is not running',
+    hint: 'start it (heptad device apps) or check its error reports',
+  },
+
   // Service
   SERVICE_NOT_READY: {
     status: 503,

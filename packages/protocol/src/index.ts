@@ -1,3 +1,4 @@
+export * from './app-ipc.ts';
 export * from './app-manifest/index.ts';
 export * from './atomic-file.ts';
 export * from './attestation.ts';

@@ -17,6 +17,8 @@ export interface AttestationOutcome {
   readonly rotKind: string;
   /** the device's capabilities, as the service granted them at this attestation */
   readonly capabilities: readonly string[];
+  /** the tenant's production image public keys (PEM; may be empty) */
+  readonly imageKeysPem: string;
   readonly serial: string;
   readonly notBefore: string;
   readonly notAfter: string;
@@ -26,6 +28,7 @@ export interface AttestationOutcome {
 interface EvidenceAnswer {
   rotKind: string;
   capabilities?: string[];
+  imageKeysPem?: string;
   certificate: { serial: string; notBefore: string; notAfter: string; chainPem: string; rootPem: string };
 }
 
@@ -87,6 +90,7 @@ export async function attestOnce(opts: {
       deviceId: config.deviceId,
       rotKind: answer.rotKind,
       capabilities,
+      imageKeysPem: typeof answer.imageKeysPem === 'string' ? answer.imageKeysPem : '',
       serial: c.serial,
       notBefore: c.notBefore,
       notAfter: c.notAfter,

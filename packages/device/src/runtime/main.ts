@@ -11,6 +11,7 @@ import {
   EXIT,
   type RuntimeSettings,
 } from '../boot/contract.ts';
+import { isAppChannelFault } from '../supervisor/supervisor.ts';
 import { DeviceRuntime } from './runtime.ts';
 
 const log = (line: string) => process.stdout.write(`[runtime] ${line}\n`);
@@ -42,6 +43,11 @@ process.on('disconnect', () => runtime.stop(EXIT.STOPPED));
 
 // A runtime error is reported (the queue is durable) before the runtime exits as crashed.
 process.on('uncaughtException', (e) => {
+  // An app's garbage on its IPC channel surfaces here; it must not take the runtime down.
+  if (isAppChannelFault(e)) {
+    runtime.apps?.noteChannelFault();
+    return;
+  }
   runtime.record('runtime-error', {
     message: e.message.slice(0, 1000),
     ...(e.stack ? { stack: e.stack } : {}),

@@ -16,6 +16,7 @@ import {
 } from '@heptad/protocol';
 import { type AttestationOutcome, AttestationScheduler, attestOnce } from '../agent/attest.ts';
 import { DeviceServiceClient, ServiceRefusal } from '../agent/service-client.ts';
+import { isAppDevelopment, setAppDevelopment, setImageKeys } from '../apps/trust.ts';
 import {
   type BootInfo,
   EXIT,
@@ -34,7 +35,10 @@ import { openRootOfTrust } from '../rot/open.ts';
 import type { RootOfTrust } from '../rot/root-of-trust.ts';
 import { DeviceState } from '../state/device-state.ts';
 import { FsStorage } from '../state/storage.ts';
-import { type AppHost, UpdateAgent } from '../update/agent.ts';
+import { startAppSupervisor } from '../supervisor/runtime-hook.ts';
+import type { AppSupervisor } from '../supervisor/supervisor.ts';
+import { UpdateAgent } from '../update/agent.ts';
+import { supervisorAppHost } from '../update/app-host.ts';
 import { UpdateFetcher } from '../update/fetcher.ts';
 import { planUpdate } from '../update/plan.ts';
 
@@ -67,8 +71,7 @@ export class DeviceRuntime {
   #updating = false;
   /** the first update check of this boot waits for the first attestation */
   #updateTimer: NodeJS.Timeout | undefined;
-  /** the apps host (supervisor), when the device runs apps */
-  apps: AppHost | undefined;
+  #apps: AppSupervisor | undefined;
 
   constructor(options: RuntimeOptions) {
     this.#o = options;
@@ -149,6 +152,8 @@ export class DeviceRuntime {
   async #afterAttestation(
     r: { ok: true; outcome: AttestationOutcome } | { ok: false; error: unknown },
   ): Promise<void> {
+    if (r.ok) this.#syncAppTrust(r.outcome);
+    this.#startApps();
     if (r.ok) {
       this.#o.send({ type: 'attested', ok: true, notAfter: r.outcome.notAfter });
       this.#o.log(`attested: certificate ${r.outcome.serial} until ${r.outcome.notAfter}`);
@@ -173,6 +178,56 @@ export class DeviceRuntime {
     // A refusal is the service's verdict on this runtime: a trial that is refused is unhealthy.
     // (Unreachable service: keep retrying until the health deadline.)
     if (this.#trial && r.error instanceof ServiceRefusal) this.#fail(`attestation refused: ${code}`);
+  }
+
+  /**
+   * Apps start after the first attestation outcome, whatever it is: attested, the boot's
+   * measurements are on record before any app adds its own; offline or refused, the device still
+   * runs its (verified, measured) apps, as an Azure Sphere device does.
+   */
+  #startApps(): void {
+    if (this.#apps !== undefined || this.#stopping || !this.#rot) return;
+    const config = this.#state.config();
+    this.#apps = startAppSupervisor({
+      state: this.#state,
+      storage: this.#storage,
+      rot: this.#rot,
+      pcr: config.measurementPcr,
+      deviceId: config.deviceId,
+      log: this.#o.log,
+      report: (e) => {
+        try {
+          this.#reports?.record(e);
+        } catch {
+          // the queue never stops the runtime
+        }
+      },
+    });
+  }
+
+  /**
+   * What the service said at attestation decides what apps this device trusts: the tenant's
+   * production image keys (cloud-deployed apps), and whether it is a development device (the
+   * appDevelopment capability: developer-signed apps run; without it they no longer start).
+   */
+  #syncAppTrust(outcome: AttestationOutcome): void {
+    try {
+      if (outcome.imageKeysPem.trim().length > 0) setImageKeys(this.#storage, outcome.imageKeysPem);
+      const dev = outcome.capabilities.includes('appDevelopment');
+      if (isAppDevelopment(this.#storage) !== dev) {
+        setAppDevelopment(this.#storage, dev);
+        this.#o.log(
+          `app development ${dev ? 'enabled' : 'disabled'} by the service (appDevelopment capability)`,
+        );
+      }
+    } catch (e) {
+      this.#o.log(`app trust not updated: ${isHeptadError(e) ? e.code : String(e)}`);
+    }
+  }
+
+  /** The app supervisor once started (startApp, stopApp, restartApp, health, requestDeferral). */
+  get apps(): AppSupervisor | undefined {
+    return this.#apps;
   }
 
   /** Health check passed (started, attested): make the trial the committed runtime. */
@@ -297,7 +352,7 @@ export class DeviceRuntime {
             reboot = true;
           },
         },
-        ...(this.apps ? { apps: this.apps } : {}),
+        ...(this.#apps ? { apps: supervisorAppHost(this.#storage, () => this.#apps) } : {}),
         plan: () => planUpdate(fetcher, this.#o.stateDir, tenantId),
         source: (job) => fetcher.rangeSource(job.url),
         appDevelopment: () => this.#state.capabilities().includes('appDevelopment'),
@@ -413,6 +468,7 @@ export class DeviceRuntime {
     const rot = this.#rot;
     void (async () => {
       try {
+        await this.#apps?.stop();
         await rot?.close();
       } finally {
         this.#o.exit(code);

@@ -22,6 +22,8 @@ export interface AttestationResult {
   rotKind: string;
   /** the device's capabilities now: the device acts on them (appDevelopment: no cloud app updates) */
   capabilities: string[];
+  /** the tenant's production image public keys (PEM): the device verifies cloud-deployed apps with them */
+  imageKeysPem: string;
   certificate: {
     serial: string;
     notBefore: string;
@@ -154,6 +156,7 @@ export class AttestationService {
         tenantId: claimedTenant,
         rotKind: device.rotKind,
         capabilities: [...policy.capabilities],
+        imageKeysPem: policy.imageKeysPem,
         certificate: {
           serial: cert.serial,
           notBefore: cert.notBefore,

@@ -172,7 +172,13 @@ export class AttestationStore {
       .orderBy('capability')
       .execute();
     const capabilities = caps.map((c) => c.capability);
-    if (!withDigests) return { capabilities, allowedAppDigests: new Set() };
+    const keys = await this.#db
+      .selectFrom('tenant_image_keys')
+      .select('public_key_pem')
+      .where('tenant_id', '=', tenantId)
+      .execute();
+    const imageKeysPem = keys.map((k) => k.public_key_pem).join('');
+    if (!withDigests) return { capabilities, imageKeysPem, allowedAppDigests: new Set() };
     const device = await this.#db
       .selectFrom('devices')
       .select('device_group_id')
@@ -180,7 +186,7 @@ export class AttestationStore {
       .where('tenant_id', '=', tenantId)
       .executeTakeFirst();
     const group = device?.device_group_id ?? null;
-    if (group === null) return { capabilities, allowedAppDigests: new Set() };
+    if (group === null) return { capabilities, imageKeysPem, allowedAppDigests: new Set() };
     const deployments = await this.#db
       .selectFrom('deployments')
       .select('image_ids')
@@ -190,14 +196,14 @@ export class AttestationStore {
       .limit(2)
       .execute();
     const ids = [...new Set(deployments.flatMap((d) => JSON.parse(d.image_ids) as string[]))];
-    if (ids.length === 0) return { capabilities, allowedAppDigests: new Set() };
+    if (ids.length === 0) return { capabilities, imageKeysPem, allowedAppDigests: new Set() };
     const images = await this.#db
       .selectFrom('images')
       .select('digest')
       .where('tenant_id', '=', tenantId)
       .where('id', 'in', ids)
       .execute();
-    return { capabilities, allowedAppDigests: new Set(images.map((i) => i.digest)) };
+    return { capabilities, imageKeysPem, allowedAppDigests: new Set(images.map((i) => i.digest)) };
   }
 
   async knownRuntimeDigests(digests: readonly string[]): Promise<Set<string>> {
@@ -214,6 +220,8 @@ export class AttestationStore {
 export interface AppPolicy {
   /** the device's capabilities (appDevelopment, fieldServicing) */
   readonly capabilities: readonly string[];
+  /** the tenant's production image public keys (PEM; empty before its first image) */
+  readonly imageKeysPem: string;
   /** package digests of the apps its group may run now */
   readonly allowedAppDigests: ReadonlySet<string>;
 }

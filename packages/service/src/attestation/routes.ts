@@ -197,6 +197,9 @@ export function attestationRoutes(app: App, { attestation, pki, store, clock }: 
             capabilities: Type.Array(Type.String(), {
               description: "the device's capabilities (appDevelopment: developer apps, no cloud app updates)",
             }),
+            imageKeysPem: Type.String({
+              description: "the tenant's production image public keys (PEM, empty before its first image)",
+            }),
             certificate: Type.Object({
               serial: Type.String(),
               notBefore: Timestamp,
