@@ -47,6 +47,7 @@ describe('apps on a device', () => {
   let denied: Server;
   let deniedHits = 0;
   let offline: { rtFile: string; platformPub: string; blink: string };
+  let adminTok: string;
   const posts: Array<{ cn: string; issuerOk: boolean; body: string }> = [];
   const cli = (argv: string[], extra: NodeJS.ProcessEnv = {}) => runCaptured(argv, { ...env, ...extra }, dir);
   const reports = (): QueuedReport[] =>
@@ -150,6 +151,12 @@ describe('apps on a device', () => {
     deviceId = String(made.json()['deviceId']);
     assert.equal((await cli(['device', 'register', '--from', join(state, 'registration.json')])).code, 0);
     assert.equal((await cli(['device', 'claim', deviceId], { HEPTAD_TOKEN: adminToken })).code, 0);
+    // A development device: the service grants it (the device follows at each attestation).
+    const cap = await cli(['device', 'capability', 'add', deviceId, 'appDevelopment'], {
+      HEPTAD_TOKEN: adminToken,
+    });
+    assert.equal(cap.code, 0, cap.err);
+    adminTok = adminToken;
     assert.equal((await cli(['key', 'create', '--out', join(dir, 'dev.key')])).code, 0);
 
     // Two loopback HTTPS servers: 127.0.0.1 is in telemetry's manifest, 127.0.0.2 is not.
@@ -468,6 +475,51 @@ describe('apps on a device', () => {
     );
     assert.equal((await cli(['device', 'app-remove', HOSTILE, '--state', state])).code, 0);
     await dev.waitFor(/supervisor: garbage removed/);
+  });
+
+  test('a developer app on a claimed device without the appDevelopment capability is not run: the service turns app development off', async () => {
+    const st3 = join(dir, 'dev-production');
+    const made = await cli([
+      'device',
+      'manufacture',
+      '--state',
+      st3,
+      '--rot',
+      'soft',
+      '--service',
+      svc.url,
+      '--platform-ca',
+      String(svc.caPath),
+      '--runtime',
+      offline.rtFile,
+      '--runtime-signer',
+      offline.platformPub,
+      '--output',
+      'json',
+    ]);
+    assert.equal(made.code, 0, made.err);
+    const id3 = String(made.json()['deviceId']);
+    assert.equal((await cli(['device', 'register', '--from', join(st3, 'registration.json')])).code, 0);
+    assert.equal((await cli(['device', 'claim', id3], { HEPTAD_TOKEN: adminTok })).code, 0);
+    // Locally a developer may enable it; the service's answer at attestation wins.
+    const r = await cli([
+      'device',
+      'sideload',
+      offline.blink,
+      '--state',
+      st3,
+      '--developer-key',
+      join(dir, 'dev.key.pub'),
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const dev3 = new DeviceProcess(st3);
+    try {
+      await dev3.waitFor(/app development disabled by the service/);
+      await dev3.waitFor(/supervisor: \S+ not started: APP_SIGNATURE_UNTRUSTED/);
+      assert.doesNotMatch(dev3.out, /supervisor: started blink/);
+    } finally {
+      await dev3.stop();
+    }
   });
 
   test('offline, the device runs its apps after its first attestation attempt fails', async () => {
