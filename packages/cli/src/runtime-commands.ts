@@ -318,6 +318,12 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
         description:
           'how often the update agent asks for updates, ±10 % (default 72000000 = 20 h; also at boot)',
       },
+      {
+        name: 'app-health-period',
+        type: 'string',
+        valueName: 'MS',
+        description: 'how long an updated app must run without a restart to be committed (default 5000)',
+      },
     ],
     service: false,
     examples: ['heptad device run --state ./dev1'],
@@ -332,9 +338,11 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
       const watchdogMs = ms('watchdog');
       const healthTimeoutMs = ms('health-timeout');
       const updateCheckMs = ms('update-interval');
+      const appHealthMs = ms('app-health-period');
       const settings = {
         ...(healthTimeoutMs !== undefined ? { healthTimeoutMs } : {}),
         ...(updateCheckMs !== undefined ? { updateCheckMs } : {}),
+        ...(appHealthMs !== undefined ? { appHealthMs } : {}),
       };
       const stop = new AbortController();
       const onSignal = () => stop.abort();

@@ -5,7 +5,7 @@
 // on the service; a withdrawn release is offered to nobody and a device already above it refuses
 // the older runtime the director falls back to (below its floor), reported with its code.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -15,6 +15,8 @@ import { startLiveService } from './support/live-service.ts';
 import { runCaptured } from './support/run-cli.ts';
 
 const RUNTIME = '00000000-0000-0000-0000-000000000000';
+const EXAMPLES = join(import.meta.dirname, '..', '..', '..', 'examples');
+const BLINK = '6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b';
 
 describe('the update agent against a live service', () => {
   let svc: RunningService;
@@ -192,6 +194,136 @@ describe('the update agent against a live service', () => {
     assert.equal((st.json()['lastUpdateCheck'] as Record<string, unknown>)['ok'], true);
     await Promise.all([e.stop(), r.stop()]);
   });
+
+  /** Packs examples/blink as `version` (`main` replaces its entry point) and uploads it: the image id. */
+  async function blinkImage(version: string, main?: string): Promise<string> {
+    const src = join(dir, `blink-${version}`);
+    cpSync(join(EXAMPLES, 'blink'), src, { recursive: true });
+    if (main !== undefined) writeFileSync(join(src, 'main.ts'), main);
+    const out = join(dir, `blink-${version}.hpkg`);
+    await ok(['image', 'pack', src, '--out', out, '--key', join(dir, 'dev.key'), '--version', version]);
+    const added = await ok(['image', 'add', out, '--output', 'json'], true);
+    return String(added.json()['id']);
+  }
+
+  test('apps from deployments: installed, updated with only that app restarted, a crashing version rolled back; progress on the service', async () => {
+    await ok(['key', 'create', '--out', join(dir, 'dev.key')]);
+    const d = await newDevice('DW100/Field Test');
+    const dev = new DeviceProcess(d.state, ['--app-health-period', '1500']);
+    await dev.waitFor(/update check \(boot\): done/, 30_000);
+    const v1 = await blinkImage('1.0.0');
+    const dep1 = String(
+      (
+        await ok(
+          ['deployment', 'create', '--device-group', 'DW100/Field Test', '--image', v1, '--output', 'json'],
+          true,
+        )
+      ).json()['id'],
+    );
+    const first = await updateNow(d.state);
+    assert.equal(first.code, 0, `${first.err}\n${dev.out}`);
+    assert.deepEqual(
+      (first.json?.['jobs'] as Array<Record<string, unknown>>).map((j) => [
+        j['kind'],
+        j['name'],
+        j['version'],
+        j['state'],
+      ]),
+      [['app', 'blink', '1.0.0', 'installed']],
+    );
+    await dev.waitFor(/\[app blink\] blink: toggling LED1/);
+    // Production-signed by the service, not developer-signed: it runs on a device without app development.
+    const apps = (await ok(['device', 'apps', '--state', d.state, '--output', 'json'])).json() as {
+      items: Array<Record<string, unknown>>;
+    };
+    assert.deepEqual(
+      apps.items.map((a) => [a['componentId'], a['version'], a['devSigned']]),
+      [[BLINK, '1.0.0', false]],
+    );
+    const shown = (await ok(['deployment', 'show', dep1, '--output', 'json'], true)).json() as {
+      progress: { summary: Record<string, number>; items: Array<{ deviceId: string; state: string }> };
+    };
+    // The group also holds the retail device of the first test, which was not running for this deployment.
+    assert.deepEqual(
+      shown.progress.items.filter((i) => i.deviceId === d.id).map((i) => i.state),
+      ['installed'],
+    );
+
+    // A new version: downloaded, installed into the other slot, only blink restarted, committed.
+    const v2 = await blinkImage('1.1.0');
+    await ok(['deployment', 'create', '--device-group', 'DW100/Field Test', '--image', v2], true);
+    const second = await updateNow(d.state);
+    assert.equal(second.code, 0, second.err);
+    assert.deepEqual(
+      (second.json?.['jobs'] as Array<Record<string, unknown>>).map((j) => [j['version'], j['state']]),
+      [['1.1.0', 'installed']],
+    );
+    await dev.waitFor(/supervisor: started blink 1\.1\.0/);
+    const runtimePid = (readJson(join(d.state, 'run', 'status.json')) as { runtimePid?: number }).runtimePid;
+
+    // A version that crashes at once: rolled back, 1.1.0 runs again, the failure is reported.
+    const v3 = await blinkImage('1.2.0', "throw new Error('blink 1.2.0 cannot start');\n");
+    const dep3 = String(
+      (
+        await ok(
+          ['deployment', 'create', '--device-group', 'DW100/Field Test', '--image', v3, '--output', 'json'],
+          true,
+        )
+      ).json()['id'],
+    );
+    const third = await updateNow(d.state);
+    assert.equal(third.code, 0, third.err);
+    assert.deepEqual(
+      (third.json?.['jobs'] as Array<Record<string, unknown>>).map((j) => [
+        j['version'],
+        j['state'],
+        j['code'],
+      ]),
+      [['1.2.0', 'rolled-back', 'UPDATE_ROLLED_BACK']],
+    );
+    const after = (await ok(['device', 'apps', '--state', d.state, '--output', 'json'])).json() as {
+      items: Array<Record<string, unknown>>;
+    };
+    assert.deepEqual(
+      after.items.map((a) => [a['version'], a['trial']]),
+      [['1.1.0', false]],
+    );
+    assert.equal(
+      (readJson(join(d.state, 'run', 'status.json')) as { runtimePid?: number }).runtimePid,
+      runtimePid,
+      'the runtime did not restart',
+    );
+    const p3 = (await ok(['deployment', 'show', dep3, '--output', 'json'], true)).json() as {
+      progress: { items: Array<{ deviceId: string; state: string; images: Array<{ code?: string }> }> };
+    };
+    const mine3 = p3.progress.items.find((i) => i.deviceId === d.id);
+    assert.equal(mine3?.state, 'rolled-back');
+    assert.equal(mine3?.images[0]?.code, 'UPDATE_ROLLED_BACK');
+
+    // An app no longer deployed leaves the device.
+    const other = await blinkImage('9.9.9');
+    assert.ok(other);
+    await ok(
+      ['deployment', 'create', '--device-group', 'DW100/Field Test', '--image', await telemetryless()],
+      true,
+    );
+    const fourth = await updateNow(d.state);
+    assert.equal(fourth.code, 0, fourth.err);
+    const left = (await ok(['device', 'apps', '--state', d.state, '--output', 'json'])).json() as {
+      items: Array<Record<string, unknown>>;
+    };
+    assert.ok(!left.items.some((a) => a['componentId'] === BLINK), 'blink was removed');
+    await dev.stop();
+  });
+
+  /** Another app (crasher example, which stays up until a button is pressed): a deployment without blink. */
+  async function telemetryless(): Promise<string> {
+    const src = join(dir, 'crasher-1.0.0');
+    cpSync(join(EXAMPLES, 'crasher'), src, { recursive: true });
+    const out = join(dir, 'crasher-1.0.0.hpkg');
+    await ok(['image', 'pack', src, '--out', out, '--key', join(dir, 'dev.key'), '--version', '1.0.0']);
+    return String((await ok(['image', 'add', out, '--output', 'json'], true)).json()['id']);
+  }
 
   test('refused: update-now on a device that is not running, or not a device folder', async () => {
     const d = await newDevice('DW100/Field Test');

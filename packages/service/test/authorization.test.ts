@@ -605,6 +605,12 @@ const ROWS: Row[] = [
     prepare: async (f) => ({ url: `/v1/devices/${f.deviceId}/update-status` }),
   },
   {
+    method: 'GET',
+    route: '/v1/device/image-keys',
+    min: 'device',
+    prepare: async () => ({ url: '/v1/device/image-keys' }),
+  },
+  {
     method: 'POST',
     route: '/v1/device/update-status',
     min: 'device',

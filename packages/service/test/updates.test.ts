@@ -210,6 +210,26 @@ for (const backend of backends()) {
       assert.deepEqual(await rows(), before);
     });
 
+    test("a device gets its tenant's production image keys (and only its tenant's)", async () => {
+      await image({ name: 'keyed' });
+      const d = await device();
+      const r = await tlsCall(svc, 'GET', '/v1/device/image-keys', { cert: d.certPem, key: d.keyPem });
+      assert.equal(r.status, 200, r.body);
+      const mine = await svc.call('GET', '/v1/tenants/current/image-signing-key', { token: a.tokens.Reader });
+      assert.equal(r.json['keysPem'], mine.json['publicKeyPem']);
+      // Tenant B has no image yet: its devices get none (never A's).
+      const bDev = await attestDevice(svc, b.tokens.Administrator);
+      const rb = await tlsCall(svc, 'GET', '/v1/device/image-keys', {
+        cert: bDev.chainPem,
+        key: bDev.keyPem,
+      });
+      assert.equal(rb.json['keysPem'], '');
+      assert.equal(
+        (await tlsCall(svc, 'GET', '/v1/device/image-keys')).json.code,
+        'AUTH_DEVICE_CERT_MISSING',
+      );
+    });
+
     test("progress of another tenant's deployment is not found", async () => {
       const img = await image({ name: 'hidden' });
       const dep = await deploy([img.id]);

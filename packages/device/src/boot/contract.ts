@@ -32,6 +32,8 @@ export interface RuntimeSettings {
   readonly reportCheckMs: number;
   /** how often the update agent asks the director (ms; ±10 % jitter); also at each boot and on demand */
   readonly updateCheckMs: number;
+  /** how long an updated app must run without a restart before it is committed (ms) */
+  readonly appHealthMs: number;
 }
 
 export const ENV_STATE_DIR = 'HEPTAD_DEVICE_STATE';

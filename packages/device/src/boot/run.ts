@@ -51,6 +51,7 @@ export const DEFAULT_SETTINGS: RuntimeSettings = {
   installPollMs: 1_000,
   reportCheckMs: 10 * 60_000,
   updateCheckMs: 20 * 3_600_000,
+  appHealthMs: 5_000,
 };
 export const DEFAULT_WATCHDOG_MS = 30_000;
 const MAX_RESTART_DELAY_MS = 60_000;

@@ -206,6 +206,21 @@ export class DeviceRuntime {
   }
 
   /**
+   * The tenant's production image keys, fetched at each update check: the tenant's first image
+   * may be newer than this device's last attestation (which carries them too).
+   */
+  async #refreshImageKeys(fetcher: UpdateFetcher): Promise<void> {
+    try {
+      const a = await fetcher.get(fetcher.url('/v1/device/image-keys'), 256 * 1024);
+      if (a.status !== 200) return;
+      const pem = (JSON.parse(a.body.toString('utf8')) as { keysPem?: unknown }).keysPem;
+      if (typeof pem === 'string' && pem.trim().length > 0) setImageKeys(this.#storage, pem);
+    } catch (e) {
+      this.#o.log(`image keys not refreshed: ${isHeptadError(e) ? e.code : String(e)}`);
+    }
+  }
+
+  /**
    * What the service said at attestation decides what apps this device trusts: the tenant's
    * production image keys (cloud-deployed apps), and whether it is a development device (the
    * appDevelopment capability: developer-signed apps run; without it they no longer start).
@@ -335,6 +350,7 @@ export class DeviceRuntime {
     let reboot = false;
     try {
       const tenantId = parseDeviceCertificate(new X509Certificate(cert.chainPem).raw).tenantId;
+      await this.#refreshImageKeys(fetcher);
       const agent = new UpdateAgent({
         storage: this.#storage,
         runtime: {
@@ -352,7 +368,13 @@ export class DeviceRuntime {
             reboot = true;
           },
         },
-        ...(this.#apps ? { apps: supervisorAppHost(this.#storage, () => this.#apps) } : {}),
+        ...(this.#apps
+          ? {
+              apps: supervisorAppHost(this.#storage, () => this.#apps, {
+                healthMs: this.#o.settings.appHealthMs,
+              }),
+            }
+          : {}),
         plan: () => planUpdate(fetcher, this.#o.stateDir, tenantId),
         source: (job) => fetcher.rangeSource(job.url),
         appDevelopment: () => this.#state.capabilities().includes('appDevelopment'),

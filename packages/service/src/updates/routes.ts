@@ -178,6 +178,32 @@ export function updateRoutes(app: App, { store, clock }: RouteDeps): void {
     },
   );
 
+  app.get(
+    '/v1/device/image-keys',
+    {
+      config: { access: access.device },
+      schema: {
+        tags: ['updates'],
+        summary:
+          "The tenant's production image public keys (device, mTLS): what cloud-deployed apps are signed with",
+        description:
+          'The device verifies every app package against these keys before it installs or starts it. Empty ' +
+          "before the tenant's first image. The attestation answer carries the same keys.",
+        security: [],
+        response: { 200: Type.Object({ keysPem: Type.String() }), ...errorResponses(401, 403) },
+      },
+    },
+    async (req) => {
+      const device = deviceOf(req);
+      const keys = await store.db
+        .selectFrom('tenant_image_keys')
+        .select('public_key_pem')
+        .where('tenant_id', '=', device.tenantId)
+        .execute();
+      return { keysPem: keys.map((k) => k.public_key_pem).join('') };
+    },
+  );
+
   const ImageProgress = Type.Object({
     imageId: Uuid,
     componentId: Uuid,
