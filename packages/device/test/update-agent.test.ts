@@ -12,10 +12,13 @@ import {
   type UpdateStatus,
   verifyPackage,
 } from '@heptad/protocol';
+import { commitApp, installApp, listApps } from '../src/apps/store.ts';
+import { setImageKeys } from '../src/apps/trust.ts';
 import { boot } from '../src/boot/bootloader.ts';
 import { commitTrial, installRuntime } from '../src/boot/install.ts';
 import { BOOT_STATE_PATH, type BootState, loadBootState, slotPath } from '../src/boot/slots.ts';
 import { FaultyStorage, PowerCut, type Storage } from '../src/state/storage.ts';
+import type { AppSupervisor } from '../src/supervisor/supervisor.ts';
 import {
   type AgentOptions,
   type AppHost,
@@ -25,6 +28,7 @@ import {
   UpdateAgent,
   type UpdateFailure,
 } from '../src/update/agent.ts';
+import { supervisorAppHost } from '../src/update/app-host.ts';
 import { downloadTarget, type RangeSource } from '../src/update/download.ts';
 import type { Plan, PlannedTarget } from '../src/update/plan.ts';
 import { JOB_EVENTS, JOB_STATES, next, TERMINAL, TRANSITIONS } from '../src/update/transitions.ts';
@@ -625,5 +629,122 @@ describe('update agent: apps', () => {
       { kind: 'update-failure', f: { phase: 'metadata', code: 'UPDATE_METADATA_MISMATCH' } },
     ]);
     assert.deepEqual(apps.log, []);
+  });
+});
+
+describe('update agent: app updates over the real app store, power cut at every write', () => {
+  const tenant = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const COMPONENT = randomUUID();
+  const appPkg = (version: string, sv: number): { bytes: Buffer; imageId: string } => {
+    const imageId = randomUUID();
+    const bytes = buildPackage({
+      manifest: {
+        componentId: COMPONENT,
+        imageId,
+        name: 'blink',
+        version,
+        securityVersion: sv,
+        type: 'application',
+        entryPoint: 'main.js',
+        appManifest: {
+          SchemaVersion: 1,
+          Name: 'blink',
+          ComponentId: COMPONENT,
+          EntryPoint: 'main.js',
+          Capabilities: { Gpio: ['LED1'] },
+        },
+        createdAt: '2026-01-01T00:00:00.000Z',
+      },
+      files: [
+        {
+          path: 'main.js',
+          content: Buffer.from(Array.from({ length: 12_000 }, (_, i) => (i * 31 + sv) % 251)),
+        },
+      ],
+      signers: [{ privateKey: tenant.privateKey }],
+    });
+    return { bytes, imageId };
+  };
+  const V1 = appPkg('1.0.0', 1);
+  const V2 = appPkg('2.0.0', 2);
+  const t2 = target(V2.bytes, {
+    componentId: COMPONENT,
+    imageId: V2.imageId,
+    name: 'blink',
+    version: '2.0.0',
+    securityVersion: 2,
+    type: 'application',
+  });
+  /** A supervisor that starts every app healthy (the store and the agent are what is under test). */
+  const healthy = {
+    restartApp: async () => undefined,
+    stopApp: async () => undefined,
+    health: () => ({ state: 'running', runningMs: 60_000, restarts: 0 }),
+  } as unknown as AppSupervisor;
+
+  function appDevice(): FaultyStorage {
+    const s = device();
+    setImageKeys(s, String(tenant.publicKey.export({ type: 'spki', format: 'pem' })));
+    installApp(s, V1.bytes);
+    commitApp(s, COMPONENT);
+    return new FaultyStorage(s.snapshot());
+  }
+  const running = { imageId: A1.imageId, trial: false, floor: 1 };
+  const agentFor = (s: Storage, server: Server) =>
+    agentOn(s, server, running, planOf(undefined, [t2]), {
+      apps: supervisorAppHost(s, () => healthy, { healthMs: 1, startMs: 50 }),
+    });
+
+  /** What the store runs, checked independently: the slot verifies, and it is V1 or V2. */
+  function runningApp(s: Storage): { imageId: string; trial: boolean } {
+    const [a, ...rest] = listApps(s);
+    assert.equal(rest.length, 0);
+    assert.ok(a, 'the app is gone');
+    assert.equal(a.problem, undefined, `slot ${a.slot} does not verify: ${a.problem}`);
+    assert.ok([V1.imageId, V2.imageId].includes(a.imageId), 'neither version');
+    return { imageId: a.imageId, trial: a.trial };
+  }
+
+  test('uninterrupted: V2 installed into the other slot, activated, committed', async () => {
+    const s = appDevice();
+    const server = new Server();
+    server.files.set(t2.url, V2.bytes);
+    const h = agentFor(s, server);
+    await h.agent.check();
+    assert.equal(h.agent.jobs[0]?.state, 'installed');
+    assert.deepEqual(runningApp(s), { imageId: V2.imageId, trial: false });
+  });
+
+  test('cut at every write (clean and torn): the store always runs a verified V1 or V2, and the update completes', async () => {
+    const probe = appDevice();
+    const server0 = new Server();
+    server0.files.set(t2.url, V2.bytes);
+    const w0 = probe.writes;
+    await agentFor(probe, server0).agent.check();
+    const total = probe.writes - w0;
+    assert.ok(total >= 6, `only ${total} writes`);
+    for (const mode of ['clean', 'torn'] as const) {
+      for (let k = 1; k <= total; k++) {
+        const s0 = appDevice();
+        const server = new Server();
+        server.files.set(t2.url, V2.bytes);
+        s0.crashAfter(k, mode);
+        await assert.rejects(agentFor(s0, server).agent.check(), PowerCut, `cut ${k}`);
+        let s = s0.reboot();
+        runningApp(s);
+        for (let round = 0; round < 3; round++) {
+          const h = agentFor(s, server);
+          await h.agent.resume();
+          await h.agent.check();
+          if (h.agent.jobs.find((j) => j.imageId === V2.imageId)?.state === 'installed') break;
+          s = s.reboot();
+        }
+        assert.deepEqual(runningApp(s), { imageId: V2.imageId, trial: false }, `${mode} cut ${k}`);
+        assert.ok(
+          server.sent <= V2.bytes.length + CHUNK,
+          `${mode} cut ${k}: more than a chunk fetched again`,
+        );
+      }
+    }
   });
 });

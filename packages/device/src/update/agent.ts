@@ -339,8 +339,24 @@ export class UpdateAgent {
         return 'done';
       }
       const apps = this.#requireApps();
+      // Already committed (a cut came after the commit, before this job's own write): done.
+      if (apps.list().find((a) => a.componentId === job.componentId)?.imageId === job.imageId) {
+        this.#move(job, 'healthy');
+        return 'done';
+      }
+      let committed = false;
       if (await apps.activate(job.componentId)) {
-        apps.commit(job.componentId);
+        try {
+          apps.commit(job.componentId);
+          committed = true;
+        } catch (e) {
+          // The trial is gone (the store rolled it back by itself): it did not stay healthy.
+          this.#o.log?.(
+            `${job.name} ${job.version} could not be committed: ${isHeptadError(e) ? e.code : String(e)}`,
+          );
+        }
+      }
+      if (committed) {
         this.#move(job, 'healthy');
         this.#o.log?.(`${job.name} ${job.version} committed`);
       } else {
