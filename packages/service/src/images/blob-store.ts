@@ -74,6 +74,46 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
+/**
+ * The blobs devices download, kept in memory once read and checked against their name (so a file
+ * altered on disk is never served, and a download is one write of bytes already in memory instead
+ * of a file stream). Least recently used first out, bounded in bytes. A blob larger than a quarter
+ * of the bound is not kept: get() answers undefined and the caller streams it from the store.
+ */
+export class BlobCache {
+  readonly #blobs: BlobStore;
+  readonly #maxBytes: number;
+  readonly #entries = new Map<string, Buffer>();
+  #bytes = 0;
+
+  constructor(blobs: BlobStore, maxBytes = 128 * 1024 * 1024) {
+    this.#blobs = blobs;
+    this.#maxBytes = maxBytes;
+  }
+
+  /** The blob's bytes, checked against its name; undefined when there is none or it is too large to keep. */
+  get(sha256: string): Buffer | undefined {
+    const hit = this.#entries.get(sha256);
+    if (hit) {
+      this.#entries.delete(sha256);
+      this.#entries.set(sha256, hit);
+      return hit;
+    }
+    const size = this.#blobs.size(sha256);
+    if (size === undefined || size > this.#maxBytes / 4) return undefined;
+    const bytes = this.#blobs.get(sha256);
+    if (bytes === undefined) return undefined;
+    this.#entries.set(sha256, bytes);
+    this.#bytes += bytes.length;
+    for (const [k, v] of this.#entries) {
+      if (this.#bytes <= this.#maxBytes) break;
+      this.#entries.delete(k);
+      this.#bytes -= v.length;
+    }
+    return bytes;
+  }
+}
+
 /** In memory (tests and one-off apps built without a data folder). */
 export class MemoryBlobStore implements BlobStore {
   readonly #blobs = new Map<string, Buffer>();

@@ -5,7 +5,7 @@ import { access, changeContext, tenantScope } from '../http/auth.ts';
 import type { App, RouteDeps } from '../http/deps.ts';
 import { deviceOf } from '../http/device-auth.ts';
 import { DeviceGroupRef, errorResponses } from '../http/schemas.ts';
-import type { BlobStore } from '../images/blob-store.ts';
+import { BlobCache, type BlobStore } from '../images/blob-store.ts';
 import type { TufRepositoryName } from '../store/schema.ts';
 import { TUF_REPOSITORIES, TUF_ROLES } from './metadata.ts';
 import { parseMetadataFile, parseRange, parseTargetName } from './requests.ts';
@@ -35,6 +35,8 @@ export function tufRoutes(
   app: App,
   { store, clock, tuf, blobs }: RouteDeps & { tuf: TufService; blobs: BlobStore },
 ) {
+  // Targets devices download, kept in memory once checked against their hash.
+  const cache = new BlobCache(blobs);
   const directorScope = (req: FastifyRequest): string => {
     const group = deviceOf(req).deviceGroupId;
     if (group === null) throw new HeptadError('TUF_DEVICE_NOT_IN_GROUP');
@@ -118,12 +120,15 @@ export function tufRoutes(
         throw e;
       }
       reply.type('application/octet-stream');
-      if (!range) return reply.header('content-length', size).send(blobs.stream(target.sha256));
+      const bytes = cache.get(target.sha256);
+      if (!range) return reply.header('content-length', size).send(bytes ?? blobs.stream(target.sha256));
       return reply
         .code(206)
         .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
         .header('content-length', range.end - range.start + 1)
-        .send(blobs.stream(target.sha256, range.start, range.end));
+        .send(
+          bytes?.subarray(range.start, range.end + 1) ?? blobs.stream(target.sha256, range.start, range.end),
+        );
     },
   );
 
