@@ -64,7 +64,11 @@ describe('the update agent against a live service', () => {
   const jobsOf = (r: { json?: Record<string, unknown> | undefined }) =>
     (r.json?.['jobs'] ?? []) as Array<Record<string, unknown>>;
   const updateNow = async (state: string) => {
-    const r = await cli(['device', 'update-now', '--state', state, '--timeout', '60000', '--output', 'json']);
+    const r = await cli(['device', 'update-now', '--state', state, '--timeout', '90000', '--output', 'json']);
+    if (r.code !== 0) {
+      const { existsSync, readFileSync } = await import('node:fs');
+      r.err += `\ntrigger left: ${existsSync(join(state, 'incoming', 'update-now'))}; last check: ${existsSync(join(state, 'update', 'last-check.json')) ? readFileSync(join(state, 'update', 'last-check.json'), 'utf8') : 'none'}`;
+    }
     return {
       code: r.code,
       err: r.err,
@@ -126,7 +130,7 @@ describe('the update agent against a live service', () => {
 
     await ok(['runtime', 'publish', rt2.file]);
     const up = await updateNow(evalDev.state);
-    assert.equal(up.code, 0, up.err);
+    assert.equal(up.code, 0, `${up.err}\n--- device:\n${e.out}`);
     const jobs = jobsOf(up);
     assert.deepEqual(
       jobs.map((j) => [j['kind'], j['version'], j['state']]),
@@ -157,7 +161,7 @@ describe('the update agent against a live service', () => {
 
     // The retail device: not offered a retail-eval release.
     const still = await updateNow(retailDev.state);
-    assert.equal(still.code, 0, still.err);
+    assert.equal(still.code, 0, `${still.err}\n--- device:\n${r.out}`);
     assert.deepEqual(still.json?.['jobs'], []);
     assert.deepEqual(readJson(join(retailDev.state, 'boot.json')), {
       schema: 1,
@@ -170,7 +174,7 @@ describe('the update agent against a live service', () => {
     // (floor 2) refuses as a rollback, reports, and keeps running 1.1.0.
     await ok(['runtime', 'withdraw', '1.1.0']);
     const back = await updateNow(evalDev.state);
-    assert.equal(back.code, 0, back.err);
+    assert.equal(back.code, 0, `${back.err}\n--- device:\n${e.out}`);
     assert.deepEqual(
       jobsOf(back).map((j) => [j['version'], j['state'], j['code']]),
       [['1.0.0', 'failed', 'BOOT_ROLLBACK_REFUSED']],
@@ -186,7 +190,7 @@ describe('the update agent against a live service', () => {
     // A newer release moves it on.
     await ok(['runtime', 'publish', rt3.file]);
     const next = await updateNow(evalDev.state);
-    assert.equal(next.code, 0, next.err);
+    assert.equal(next.code, 0, `${next.err}\n--- device:\n${e.out}`);
     await e.waitFor(/runtime 1\.2\.0 committed; anti-rollback floor 3/, 30_000);
     const st = await ok(['device', 'status', '--state', evalDev.state, '--output', 'json']);
     assert.equal((st.json()['lastUpdateCheck'] as Record<string, unknown>)['ok'], true);
@@ -246,7 +250,7 @@ describe('the update agent against a live service', () => {
     const v2 = await blinkImage('1.1.0');
     await ok(['deployment', 'create', '--device-group', 'DW100/Field Test', '--image', v2], true);
     const second = await updateNow(d.state);
-    assert.equal(second.code, 0, second.err);
+    assert.equal(second.code, 0, `${second.err}\n--- device:\n${dev.out}`);
     assert.deepEqual(
       jobsOf(second).map((j) => [j['version'], j['state']]),
       [['1.1.0', 'installed']],
@@ -265,7 +269,7 @@ describe('the update agent against a live service', () => {
       ).json()['id'],
     );
     const third = await updateNow(d.state);
-    assert.equal(third.code, 0, third.err);
+    assert.equal(third.code, 0, `${third.err}\n--- device:\n${dev.out}`);
     assert.deepEqual(
       jobsOf(third).map((j) => [j['version'], j['state'], j['code']]),
       [['1.2.0', 'rolled-back', 'UPDATE_ROLLED_BACK']],
@@ -295,7 +299,7 @@ describe('the update agent against a live service', () => {
       true,
     );
     const fourth = await updateNow(d.state);
-    assert.equal(fourth.code, 0, fourth.err);
+    assert.equal(fourth.code, 0, `${fourth.err}\n--- device:\n${dev.out}`);
     const left = (await ok(['device', 'apps', '--state', d.state, '--output', 'json'])).json() as {
       items: Array<Record<string, unknown>>;
     };

@@ -69,6 +69,8 @@ export class DeviceRuntime {
   #uploading = false;
   #reports: ReportQueue | undefined;
   #updating = false;
+  /** an update-now request that came while a check ran: answered by a check right after it */
+  #asked: string | null = null;
   /** the first update check of this boot waits for the first attestation */
   #updateTimer: NodeJS.Timeout | undefined;
   #apps: AppSupervisor | undefined;
@@ -276,13 +278,19 @@ export class DeviceRuntime {
   /** Installs a staged runtime package into the other slot, then asks for a reboot into its trial. */
   async #checkIncoming(): Promise<void> {
     if (this.#installing || this.#stopping) return;
-    // Taken only when no check runs (a running one started before the request: the next answers it).
-    const asked = this.#updating ? undefined : this.#storage.read(UPDATE_NOW_PATH);
+    // An update-now request: taken at once; answered now, or by a check right after a running one
+    // (which started before the request and so cannot answer it).
+    const asked = this.#storage.read(UPDATE_NOW_PATH);
     if (asked !== undefined) {
       this.#storage.remove(UPDATE_NOW_PATH);
       // The request's id (heptad device update-now waits for its answer), bounded and plain.
       const id = asked.toString('utf8').trim();
-      void this.checkForUpdates('on demand', /^[0-9a-f-]{1,64}$/.test(id) ? id : undefined);
+      this.#asked = /^[0-9a-f-]{1,64}$/.test(id) ? id : '';
+    }
+    if (this.#asked !== null && !this.#updating) {
+      const id = this.#asked;
+      this.#asked = null;
+      void this.checkForUpdates('on demand', id === '' ? undefined : id);
     }
     const bytes = this.#storage.read(INCOMING_RUNTIME_PATH);
     if (bytes === undefined) return;
@@ -338,6 +346,7 @@ export class DeviceRuntime {
       return;
     }
     this.#updating = true;
+    if (why !== 'boot') this.#o.log(`update check (${why}) started`);
     const config = this.#state.config();
     const fetcher = new UpdateFetcher({
       serviceUrl: config.serviceUrl,
