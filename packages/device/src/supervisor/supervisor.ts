@@ -14,8 +14,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -434,7 +436,7 @@ export class AppSupervisor {
   /** The image folder: files from the verified package, read-only, readable by the app's group only. */
   #unpack(inst: Instance, app: VerifiedApp, uid: number | undefined): string {
     const dir = join(this.#root, 'img', `${inst.componentId.slice(0, 8)}-${inst.digest.slice(0, 16)}`);
-    rmSync(dir, { recursive: true, force: true });
+    removeTree(dir);
     mkdirSync(dir, { mode: 0o750 });
     const dirs = new Set<string>([dir]);
     for (const f of app.pkg.files) {
@@ -896,6 +898,26 @@ export class AppSupervisor {
     await Promise.all([...this.#apps.values()].map((i) => this.#stopInstance(i)));
     this.#peripherals?.close();
     this.#writeStatus();
-    if (this.#root !== '') rmSync(this.#root, { recursive: true, force: true });
+    if (this.#root !== '') removeTree(this.#root);
   }
+}
+
+/**
+ * Removes a compartment's files. Image folders are read-only (0550) even for their owner: as root
+ * that does not matter, but a runtime that is not root must give itself write access first.
+ */
+function removeTree(path: string): void {
+  const open = (p: string): void => {
+    let st: ReturnType<typeof lstatSync>;
+    try {
+      st = lstatSync(p);
+    } catch {
+      return; // gone already
+    }
+    if (!st.isDirectory()) return;
+    chmodSync(p, 0o700);
+    for (const e of readdirSync(p)) open(join(p, e));
+  };
+  open(path);
+  rmSync(path, { recursive: true, force: true });
 }
