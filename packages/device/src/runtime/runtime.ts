@@ -6,6 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { statfsSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import type { DeviceEvent, DeviceReport, ErrorReportDetails, ErrorReportKind } from '@heptad/protocol';
 import {
   HeptadError,
@@ -51,6 +52,17 @@ export interface RuntimeOptions {
   readonly exit: (code: number) => void;
   readonly log: (line: string) => void;
   readonly clock?: () => Date;
+}
+
+/** The network interface the device talks through (the first one up that is not loopback). */
+function networkInterface(): { networkInterface?: string } {
+  try {
+    for (const [name, addrs] of Object.entries(networkInterfaces()))
+      if (addrs?.some((a) => !a.internal)) return { networkInterface: name };
+  } catch {
+    // not available on this platform
+  }
+  return {};
 }
 
 export class DeviceRuntime {
@@ -397,7 +409,7 @@ export class DeviceRuntime {
         record: (kind, f) =>
           this.record(
             kind,
-            { phase: f.phase, code: f.code },
+            { phase: f.phase, code: f.code, ...networkInterface() },
             f.componentId && f.componentId.length > 0 ? f.componentId : RUNTIME_COMPONENT_ID,
             f.imageId,
           ),

@@ -144,6 +144,8 @@ interface Instance extends BrokeredApp {
   stopping: boolean;
   timer: NodeJS.Timeout | undefined;
   crash: { message?: string; stack?: string; code?: string } | undefined;
+  /** peak resident memory seen for this process (bytes), for crash reports */
+  memoryHighWaterBytes?: number;
   lastExit: AppHealth['lastExit'];
   inFlight: number;
   windowStart: number;
@@ -500,6 +502,7 @@ export class AppSupervisor {
     });
     inst.child = child;
     inst.startedAt = Date.now();
+    delete inst.memoryHighWaterBytes;
     inst.state = 'running';
     this.#o.log(
       `supervisor: started ${inst.name} ${inst.version} (pid ${child.pid}${uid !== undefined ? `, uid ${uid}` : ''})`,
@@ -621,6 +624,8 @@ export class AppSupervisor {
         ...(s(args['stack'], 16_000) !== undefined ? { stack: s(args['stack'], 16_000) as string } : {}),
         ...(s(args['code'], 100) !== undefined ? { code: s(args['code'], 100) as string } : {}),
       };
+      // The process is still there: its peak memory is read now (the report carries it).
+      this.#noteMemory(inst);
       return;
     }
     if (inst.inFlight >= APP_IPC_LIMITS.maxInFlight) {
@@ -681,6 +686,9 @@ export class AppSupervisor {
         ...(signal !== null ? { signal } : {}),
         ...(crash?.stack ? { stack: crash.stack } : {}),
         ...(crash?.message ? { message: crash.message } : {}),
+        ...(inst.memoryHighWaterBytes !== undefined
+          ? { memoryHighWaterBytes: inst.memoryHighWaterBytes }
+          : {}),
         uptimeSeconds,
       });
     } else this.#record(inst, 'app-exit', { exitCode: code ?? 0, uptimeSeconds });
@@ -706,10 +714,24 @@ export class AppSupervisor {
     this.#writeStatus();
   }
 
+  /** The app process's peak resident memory (Linux /proc VmHWM), kept for its crash report. */
+  #noteMemory(inst: Instance): void {
+    const pid = inst.child?.pid;
+    if (pid === undefined) return;
+    try {
+      const kb = Number(/^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+      if (Number.isFinite(kb))
+        inst.memoryHighWaterBytes = Math.max(inst.memoryHighWaterBytes ?? 0, kb * 1024);
+    } catch {
+      // not Linux, or the process is gone
+    }
+  }
+
   #guardBytes(): void {
     for (const inst of this.#apps.values()) {
       const pid = inst.child?.pid;
       if (pid === undefined || inst.stopping) continue;
+      this.#noteMemory(inst);
       let wchar: number;
       try {
         wchar = Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? Number.NaN);
