@@ -406,7 +406,10 @@ describe('apps on a device', () => {
     assert.match(String(crash.details['stack']), /crash requested with BUTTON_A/);
     assert.match(String(crash.details['stack']), /crashNow/);
     // Its peak memory, read from /proc while the process was still there (Node itself is > 20 MB).
-    assert.ok(Number(crash.details['memoryHighWaterBytes']) > 20 * 1024 * 1024, JSON.stringify(crash.details));
+    assert.ok(
+      Number(crash.details['memoryHighWaterBytes']) > 20 * 1024 * 1024,
+      JSON.stringify(crash.details),
+    );
     assert.ok(Number.isInteger(crash.details['uptimeSeconds']));
     // An exit (not a crash) is an app-exit report with its code.
     writeFileSync(join(state, 'peripherals', 'sim-inputs.json'), JSON.stringify({ gpio: { BUTTON_B: 1 } }));

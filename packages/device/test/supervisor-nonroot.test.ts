@@ -24,7 +24,16 @@ test('the supervisor tests pass as user nobody: the permission model alone, no r
 }, () => {
   const r = spawnSync(
     'setpriv',
-    [...NOBODY, 'env', '-i', 'HOME=/tmp', `PATH=${process.env['PATH'] ?? ''}`, process.execPath, '--test', FILE],
+    [
+      ...NOBODY,
+      'env',
+      '-i',
+      'HOME=/tmp',
+      `PATH=${process.env['PATH'] ?? ''}`,
+      process.execPath,
+      '--test',
+      FILE,
+    ],
     { cwd: REPO, encoding: 'utf8', timeout: 240_000 },
   );
   const out = `${r.stdout}\n${r.stderr}`;
