@@ -17,7 +17,9 @@ export {
   INCOMING_RUNTIME_PATH,
   LAST_CHECK_PATH,
   type RuntimeMessage,
+  LAST_UPLOAD_PATH,
   UPDATE_NOW_PATH,
+  UPLOAD_NOW_PATH,
 } from './boot/contract.ts';
 export { acknowledgeEvents, appendEvents, readEvents } from './boot/events.ts';
 export { commitTrial, installRuntime, rollbackTrial } from './boot/install.ts';
