@@ -86,8 +86,21 @@ export class DemoDevice {
     const t = setTimeout(() => this.#killGroup(), graceMs);
     await this.exited;
     clearTimeout(t);
-    // Whatever is left in the group (a runtime whose bootloader went first) goes too.
+    // Whatever is left in the group (a runtime whose bootloader went first) goes too, and is gone
+    // before this returns (a signal is delivered, not waited for).
     this.#killGroup();
+    const deadline = Date.now() + 5_000;
+    while (this.#groupAlive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  #groupAlive(): boolean {
+    if (this.child.pid === undefined) return false;
+    try {
+      process.kill(-this.child.pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   #killGroup(): void {

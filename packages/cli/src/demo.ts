@@ -60,6 +60,8 @@ export interface DemoOutcome {
   readonly ok: boolean;
   readonly failedStep?: number;
   readonly interrupted?: boolean;
+  /** the step that was running when the demo was interrupted */
+  readonly interruptedAt?: number | undefined;
   readonly dataDir: string;
   readonly kept: boolean;
   /** start to step 9 (ms) */
@@ -138,6 +140,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoOutcome> {
 
   let stepNo = 0;
   let failedStep: number | undefined;
+  let interruptedAt: number | undefined;
   const step = async (
     name: string,
     fn: () => Promise<{ summary: string; checked: string[]; details?: Json }>,
@@ -148,7 +151,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoOutcome> {
       const r = await Promise.race([fn(), interrupted]);
       o.onStep({ step: n, name, ok: true, ...r, ms: Date.now() - s0 });
     } catch (e) {
-      if (e instanceof Interrupted) throw e;
+      if (e instanceof Interrupted) {
+        interruptedAt = n;
+        throw e;
+      }
       failedStep = n;
       const code = isHeptadError(e) ? e.code : ((e as { code?: string }).code ?? 'INTERNAL_ERROR');
       const message = (e as Error).message ?? String(e);
@@ -696,7 +702,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoOutcome> {
       await cli(['device', 'quarantine', dev2.id, '--reason', 'heptad demo: suspected clone']);
       const dropped = await Promise.race([
         closed.then(() => true),
-        new Promise<boolean>((r) => setTimeout(() => r(false), 15_000)),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 15_000).unref()),
       ]);
       check(dropped, 'the broker did not end dev2’s live session within 15 s of the quarantine');
       live.client.end(true);
@@ -758,17 +764,21 @@ export async function runDemo(o: DemoOptions): Promise<DemoOutcome> {
   } finally {
     progress('stopping devices, servers and the service…');
     for (const c of mqttClients) c.end(true);
+    const s0 = Date.now();
     await Promise.all(devices.map((d) => d.stop()));
+    const s1 = Date.now();
     await swtpm?.stop();
     await telemetry?.stop();
+    const s2 = Date.now();
     await svc?.close();
+    progress(`stopped: devices ${s1 - s0} ms, servers ${s2 - s1} ms, service ${Date.now() - s2} ms`);
     // A failed run keeps its data to look at; a clean one removes a temporary folder.
     if (!keep && (ok || signalled !== undefined)) rmSync(data, { recursive: true, force: true });
   }
   return {
     ok: ok,
     ...(failedStep !== undefined ? { failedStep } : {}),
-    ...(signalled !== undefined && !ok ? { interrupted: true } : {}),
+    ...(signalled !== undefined && !ok ? { interrupted: true, interruptedAt } : {}),
     dataDir: data,
     kept: keep || (!ok && signalled === undefined),
     wallMs: wallMs || Date.now() - t0,
@@ -823,7 +833,12 @@ export const demoCommand: CommandSpec = {
       },
     });
     if (json) io.stdout(`${JSON.stringify({ type: 'end', ...outcome })}\n`);
-    if (outcome.interrupted) io.stderr('heptad demo: interrupted; everything it started is stopped\n');
+    if (outcome.interrupted) {
+      // Everything the demo started is stopped; a CLI call still polling a device that is gone
+      // (update-now waits up to its timeout) must not hold the process: leave in 2 s at the latest.
+      setTimeout(() => process.exit(130), 2_000).unref();
+      throw new HeptadError('CLI_DEMO_INTERRUPTED', `stopped during step ${outcome.interruptedAt ?? '?'}`);
+    }
     if (!outcome.ok && !outcome.interrupted)
       throw new HeptadError(
         'CLI_DEMO_STEP_FAILED',

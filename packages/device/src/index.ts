@@ -16,8 +16,8 @@ export {
   EXIT,
   INCOMING_RUNTIME_PATH,
   LAST_CHECK_PATH,
-  type RuntimeMessage,
   LAST_UPLOAD_PATH,
+  type RuntimeMessage,
   UPDATE_NOW_PATH,
   UPLOAD_NOW_PATH,
 } from './boot/contract.ts';

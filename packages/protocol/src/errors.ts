@@ -785,6 +785,11 @@ export const ERROR_REGISTRY = {
     title: 'A step of heptad demo failed',
     hint: 'the line marked ✗ says what was checked and why it failed; the data folder is kept for a look (--data)',
   },
+  CLI_DEMO_INTERRUPTED: {
+    status: 0,
+    title: 'heptad demo was interrupted (Ctrl-C); everything it started is stopped',
+    hint: 'run it again; --data DIR keeps what it made',
+  },
   CLI_NOT_CONFIGURED: {
     status: 0,
     title: 'No service URL or token is configured',
