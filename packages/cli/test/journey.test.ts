@@ -262,7 +262,7 @@ describe('the journey: heptad demo end to end', () => {
       assert.deepEqual(dev1Events, []);
       // The demo's own refused attestation, as the CLI printed it.
       assert.ok(
-        (q.checked ?? []).some((c) => /device attest: ATTEST_DEVICE_QUARANTINED/.test(c)),
+        (q.checked ?? []).some((c) => /attestation at boot refused, ATTEST_DEVICE_QUARANTINED/.test(c)),
         JSON.stringify(q.checked),
       );
     });
