@@ -3,6 +3,7 @@ import { APP_DEVICE_COMMANDS } from './app-commands.ts';
 import { readFileArg, str } from './args.ts';
 import { BROKER_COMMANDS } from './broker-commands.ts';
 import { ServiceClient } from './client.ts';
+import { demoCommand } from './demo.ts';
 import { DEVICE_LOCAL_COMMANDS, PKI_COMMANDS } from './device-commands.ts';
 import { DEVICE_REPORT_COMMANDS, ERROR_REPORT_COMMANDS } from './error-report-commands.ts';
 import {
@@ -111,6 +112,7 @@ function groupBody(ctx: CommandContext): Row {
 
 export const COMMANDS: readonly CommandSpec[] = [
   serveCommand,
+  demoCommand,
   {
     path: ['login'],
     summary: 'Save a service URL, token and CA as a profile, after checking they work',

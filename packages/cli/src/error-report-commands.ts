@@ -1,6 +1,15 @@
+import { randomUUID } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { DeviceState, FsStorage, readQueueFile } from '@heptad/device';
+import {
+  DeviceState,
+  FsStorage,
+  isAlive,
+  LAST_UPLOAD_PATH,
+  readQueueFile,
+  readRunStatus,
+  UPLOAD_NOW_PATH,
+} from '@heptad/device';
 import { HeptadError } from '@heptad/protocol';
 import { str } from './args.ts';
 import type { Column, CommandContext, CommandSpec } from './spec.ts';
@@ -216,6 +225,73 @@ export const DEVICE_REPORT_COMMANDS: readonly CommandSpec[] = [
         },
         note: `${rows.length} queued, ${q.dropped} dropped since the last upload, last upload ${q.lastUploadAt ?? 'never'}`,
       };
+    },
+  },
+  {
+    path: ['device', 'upload-reports'],
+    summary: 'Make the running device upload its queued error reports now, and wait for the outcome',
+    description:
+      'The runtime uploads its queue after each attestation when reports wait, and when 50 wait or a day has ' +
+      'passed (checked every 10 minutes). This asks the runtime started by heptad device run on this state ' +
+      'folder to upload at once (over mTLS with its device certificate) and prints how many reports the ' +
+      'service accepted, already held or refused.',
+    args: [],
+    options: [
+      { name: 'state', type: 'string', valueName: 'DIR', description: 'device state folder', required: true },
+      {
+        name: 'timeout',
+        type: 'string',
+        valueName: 'MS',
+        description: 'how long to wait for the upload (default 60000)',
+      },
+    ],
+    service: false,
+    examples: ['heptad device upload-reports --state ./dev1', 'heptad error-report list --since 1h'],
+    async run(ctx) {
+      const dir = resolve(ctx.io.cwd, String(str(ctx, 'state')));
+      new DeviceState(dir).config(); // DEVICE_STATE_INVALID unless this is a device's state folder
+      const t = str(ctx, 'timeout');
+      if (t !== undefined && (!/^\d{1,9}$/.test(t) || Number(t) < 100))
+        throw new HeptadError('CLI_USAGE', '--timeout must be a number of ms ≥ 100');
+      const timeoutMs = t === undefined ? 60_000 : Number(t);
+      const run = readRunStatus(dir);
+      if (!run || !(run.phase === 'running' || run.phase === 'starting') || !isAlive(run.supervisorPid))
+        throw new HeptadError('REPORT_DEVICE_NOT_RUNNING', `no heptad device run on ${dir}`);
+      const storage = new FsStorage(dir);
+      const request = randomUUID();
+      storage.write(UPLOAD_NOW_PATH, Buffer.from(request), 0o600);
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const bytes = storage.read(LAST_UPLOAD_PATH);
+        let r:
+          | {
+              request?: string;
+              ok: boolean;
+              code?: string;
+              accepted: number;
+              duplicate: number;
+              refused: number;
+            }
+          | undefined;
+        try {
+          r = bytes ? JSON.parse(bytes.toString('utf8')) : undefined;
+        } catch {
+          r = undefined; // written atomically; unreadable only mid-replace on odd file systems: read again
+        }
+        if (r?.request === request) {
+          if (!r.ok)
+            throw new HeptadError('REPORT_UPLOAD_FAILED', `the upload stopped: ${r.code ?? 'unknown'}`, {
+              detail: { code: r.code ?? null, accepted: r.accepted },
+            });
+          return {
+            data: r,
+            text: `${r.accepted} accepted, ${r.duplicate} already held, ${r.refused} refused\n`,
+          };
+        }
+        if (Date.now() > deadline)
+          throw new HeptadError('REPORT_UPLOAD_TIMEOUT', `no upload finished within ${timeoutMs} ms`);
+        await new Promise((res) => setTimeout(res, 200));
+      }
     },
   },
 ];

@@ -189,7 +189,9 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
         return client;
       },
     });
-    if (output === 'json') {
+    if (result.printed) {
+      // already written, line by line, as the command ran
+    } else if (output === 'json') {
       io.stdout(`${JSON.stringify(result.data ?? null, null, 2)}\n`);
     } else if (result.table) {
       io.stdout(renderTable(result.table.columns, result.table.rows));

@@ -44,6 +44,8 @@ export interface CommandResult {
   readonly text?: string;
   /** a note printed on stderr in table mode (e.g. "shown once") */
   readonly note?: string;
+  /** true: the command wrote its own output as it ran (heptad demo's step lines) */
+  readonly printed?: boolean;
   /** for long-running commands (serve): resolves when done */
   readonly wait?: Promise<void>;
 }

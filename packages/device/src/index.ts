@@ -16,8 +16,10 @@ export {
   EXIT,
   INCOMING_RUNTIME_PATH,
   LAST_CHECK_PATH,
+  LAST_UPLOAD_PATH,
   type RuntimeMessage,
   UPDATE_NOW_PATH,
+  UPLOAD_NOW_PATH,
 } from './boot/contract.ts';
 export { acknowledgeEvents, appendEvents, readEvents } from './boot/events.ts';
 export { commitTrial, installRuntime, rollbackTrial } from './boot/install.ts';

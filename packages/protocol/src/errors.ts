@@ -458,6 +458,21 @@ export const ERROR_REGISTRY = {
     title: "The device's error-report queue cannot be read",
     hint: 'give the --state folder of a manufactured device; a damaged queue is replaced at the next record',
   },
+  REPORT_DEVICE_NOT_RUNNING: {
+    status: 0,
+    title: 'The device is not running',
+    hint: 'start it with heptad device run --state DIR, then ask again',
+  },
+  REPORT_UPLOAD_TIMEOUT: {
+    status: 0,
+    title: 'The device did not finish an error-report upload in time',
+    hint: "see the device's log; raise --timeout",
+  },
+  REPORT_UPLOAD_FAILED: {
+    status: 0,
+    title: 'The device could not upload its error reports',
+    hint: "the detail names the code; check the device's certificate (heptad device status) and the service",
+  },
 
   // Image packages
   IMAGE_TRUNCATED: {
@@ -764,6 +779,16 @@ export const ERROR_REGISTRY = {
     status: 0,
     title: 'The command line is not valid',
     hint: 'see heptad help COMMAND',
+  },
+  CLI_DEMO_STEP_FAILED: {
+    status: 0,
+    title: 'A step of heptad demo failed',
+    hint: 'the line marked ✗ says what was checked and why it failed; the data folder is kept for a look (--data)',
+  },
+  CLI_DEMO_INTERRUPTED: {
+    status: 0,
+    title: 'heptad demo was interrupted (Ctrl-C); everything it started is stopped',
+    hint: 'run it again; --data DIR keeps what it made',
   },
   CLI_NOT_CONFIGURED: {
     status: 0,

@@ -70,3 +70,7 @@ export const INCOMING_RUNTIME_PATH = 'incoming/runtime.hpkg';
 export const UPDATE_NOW_PATH = 'incoming/update-now';
 /** The outcome of the newest update check (for `heptad device update-now` and `device status`). */
 export const LAST_CHECK_PATH = 'update/last-check.json';
+/** Written by `heptad device upload-reports`: the runtime uploads its queued error reports at once. */
+export const UPLOAD_NOW_PATH = 'incoming/upload-reports';
+/** The outcome of the newest error-report upload (for `heptad device upload-reports`). */
+export const LAST_UPLOAD_PATH = 'reports/last-upload.json';

@@ -23,9 +23,11 @@ import {
   EXIT,
   INCOMING_RUNTIME_PATH,
   LAST_CHECK_PATH,
+  LAST_UPLOAD_PATH,
   type RuntimeMessage,
   type RuntimeSettings,
   UPDATE_NOW_PATH,
+  UPLOAD_NOW_PATH,
 } from '../boot/contract.ts';
 import { acknowledgeEvents, appendEvents, readEvents } from '../boot/events.ts';
 import { commitTrial, installRuntime } from '../boot/install.ts';
@@ -304,6 +306,13 @@ export class DeviceRuntime {
       this.#asked = null;
       void this.checkForUpdates('on demand', id === '' ? undefined : id);
     }
+    // heptad device upload-reports: the same, for the error-report queue (taken when no upload runs).
+    const upload = this.#uploading ? undefined : this.#storage.read(UPLOAD_NOW_PATH);
+    if (upload !== undefined) {
+      this.#storage.remove(UPLOAD_NOW_PATH);
+      const id = upload.toString('utf8').trim();
+      void this.uploadReports(/^[0-9a-f-]{1,64}$/.test(id) ? id : undefined);
+    }
     const bytes = this.#storage.read(INCOMING_RUNTIME_PATH);
     if (bytes === undefined) return;
     this.#installing = true;
@@ -474,10 +483,21 @@ export class DeviceRuntime {
     }
   }
 
-  /** Uploads the queued failure reports over mTLS with the device certificate. */
-  async uploadReports(): Promise<void> {
+  /**
+   * Uploads the queued failure reports over mTLS with the device certificate. Its outcome is
+   * written to reports/last-upload.json, with `request` when heptad device upload-reports asked.
+   */
+  async uploadReports(request?: string): Promise<void> {
     if (this.#uploading || !this.#reports) return;
     this.#uploading = true;
+    const outcome = (o: Record<string, unknown>) => {
+      const r = { at: this.#clock().toISOString(), ...(request ? { request } : {}), ...o };
+      try {
+        this.#storage.write(LAST_UPLOAD_PATH, Buffer.from(`${JSON.stringify(r, null, 2)}\n`), 0o644);
+      } catch {
+        // best effort: the outcome is also in the device's log
+      }
+    };
     try {
       const sender = createReportSender(this.#state);
       try {
@@ -487,11 +507,20 @@ export class DeviceRuntime {
             `error reports uploaded: ${r.accepted} accepted, ${r.duplicate} already held, ${r.refused} refused`,
           );
         if (r.stopped) this.#o.log(`error report upload stopped: ${r.stopped.code}`);
+        outcome({
+          ok: r.stopped === undefined,
+          accepted: r.accepted,
+          duplicate: r.duplicate,
+          refused: r.refused,
+          ...(r.stopped ? { code: r.stopped.code } : {}),
+        });
       } finally {
         sender.close();
       }
     } catch (e) {
+      const code = isHeptadError(e) ? e.code : 'INTERNAL_ERROR';
       this.#o.log(`error report upload failed: ${isHeptadError(e) ? e.code : String(e)}`);
+      outcome({ ok: false, code, accepted: 0, duplicate: 0, refused: 0 });
     } finally {
       this.#uploading = false;
     }
