@@ -76,6 +76,7 @@ export class DeviceRuntime {
   #apps: AppSupervisor | undefined;
   /** the one broker session (docs/broker.md §The device's session) */
   #broker: BrokerSession | undefined;
+  #lastAttestOk = false;
 
   constructor(options: RuntimeOptions) {
     this.#o = options;
@@ -101,7 +102,16 @@ export class DeviceRuntime {
       caPem: this.#state.platformCaPem(),
       log: this.#o.log,
       onMessage: (topic, payload) => this.#apps?.mqttMessage(topic, payload),
-      onState: (s) => writeBrokerStatus(this.#o.stateDir, this.#state.brokerUrl(), s, this.#clock()),
+      onState: (s) => {
+        writeBrokerStatus(this.#o.stateDir, this.#state.brokerUrl(), s, this.#clock());
+        // Refused (CONNACK 5): the certificate may have been revoked (quarantine). Attest now, once:
+        // refused again, the attestation scheduler retries with its own backoff, and the first
+        // certificate it gets (after a release) reconnects the session.
+        if (s.state === 'refused' && this.#lastAttestOk) {
+          this.#lastAttestOk = false;
+          this.#scheduler?.now();
+        }
+      },
     });
     writeBrokerStatus(this.#o.stateDir, null, this.#broker.state, this.#clock());
     this.#o.send({ type: 'ready' });
@@ -165,6 +175,7 @@ export class DeviceRuntime {
     r: { ok: true; outcome: AttestationOutcome } | { ok: false; error: unknown },
   ): Promise<void> {
     if (r.ok) this.#syncAppTrust(r.outcome);
+    this.#lastAttestOk = r.ok;
     this.#syncBroker();
     this.#startApps();
     if (r.ok) {
