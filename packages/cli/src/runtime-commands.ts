@@ -21,6 +21,7 @@ import {
   loadBootState,
   loadPlatformKeys,
   parsePublicKeys,
+  readBrokerStatus,
   readRunStatus,
   runDevice,
   setAppDevelopment,
@@ -405,6 +406,7 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
         lastUpdateCheck = null;
       }
       const apps = readAppsStatus(dir);
+      const brokerStatus = readBrokerStatus(dir);
       const data = {
         deviceId: config.deviceId,
         rotKind: config.rot.kind,
@@ -431,6 +433,9 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
         // What the app supervisor last wrote: its isolation layers and the apps' states.
         isolation: running ? (apps?.['layers'] ?? null) : null,
         apps: running ? (apps?.['apps'] ?? []) : [],
+        // The runtime's broker session: connected, connecting, refused CODE, off.
+        broker: running ? (brokerStatus?.broker ?? 'off') : 'off',
+        brokerUrl: running ? (brokerStatus?.url ?? null) : null,
       };
       const layers = data.isolation as Record<string, unknown> | null;
       const rt = data.runtime;
@@ -455,6 +460,7 @@ export const RUNTIME_COMMANDS: readonly CommandSpec[] = [
               ].join(', ')
             : '-'
         }`,
+        `Broker:            ${data.broker}${data.brokerUrl ? ` (${data.brokerUrl})` : ''}`,
         `Apps:              ${
           (data.apps as Array<Record<string, unknown>>)
             .map((a) => `${a['name']} ${a['state']}${a['restarts'] ? ` (${a['restarts']} restarts)` : ''}`)

@@ -57,6 +57,13 @@ export const serveCommand: CommandSpec = {
         'the embedded MQTT broker (TLS, device certificates) (default 127.0.0.1:8883; off: no broker)',
     },
     {
+      name: 'mqtt-public-url',
+      type: 'string',
+      valueName: 'mqtts://HOST:PORT',
+      description:
+        'the broker devices are told to use at attestation (default: the embedded broker at its listen address)',
+    },
+    {
       name: 'mqtt-max-packet-size',
       type: 'string',
       valueName: 'BYTES',
@@ -106,6 +113,7 @@ export const serveCommand: CommandSpec = {
       tlsHosts: o['tls-host'] as string[] | undefined,
       mqttListen: o['mqtt-listen'] as string | undefined,
       mqttMaxPacketSize: o['mqtt-max-packet-size'] as string | undefined,
+      mqttPublicUrl: o['mqtt-public-url'] as string | undefined,
       reportRetentionDays: o['report-retention-days'] as string | undefined,
       reportRatePerMinute: o['report-rate-per-minute'] as string | undefined,
       reportRateBurst: o['report-rate-burst'] as string | undefined,

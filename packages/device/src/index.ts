@@ -35,6 +35,7 @@ export {
 } from './boot/run.ts';
 export { type BootState, loadBootState, parseBootState, slotPath } from './boot/slots.ts';
 export { type RunStatus, readRunStatus } from './boot/status.ts';
+export * from './broker/index.ts';
 export { type ManufactureOptions, type ManufactureResult, manufacture } from './manufacture.ts';
 export * from './reports/index.ts';
 export { openRootOfTrust } from './rot/open.ts';

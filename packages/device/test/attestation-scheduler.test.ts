@@ -14,6 +14,7 @@ const outcome = (notAfter: Date): AttestationOutcome => ({
   deviceId: 'a'.repeat(64),
   rotKind: 'soft',
   capabilities: [],
+  mqttUrl: null,
   imageKeysPem: '',
   serial: '01',
   notBefore: new Date(notAfter.getTime() - 86_400_000).toISOString(),

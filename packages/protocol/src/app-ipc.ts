@@ -27,6 +27,9 @@ export const APP_OPS = [
   'deviceAuth.sign',
   'events.defer',
   'apps.send',
+  'mqtt.publish',
+  'mqtt.subscribe',
+  'mqtt.unsubscribe',
   'crash',
 ] as const;
 export type AppOp = (typeof APP_OPS)[number];
@@ -62,7 +65,17 @@ export type AppEvent =
       readonly maxDeferUntil: string;
     }
   | { readonly t: 'event'; readonly event: 'shutdown'; readonly graceMs: number }
-  | { readonly t: 'event'; readonly event: 'message'; readonly from: string; readonly data: string };
+  | { readonly t: 'event'; readonly event: 'message'; readonly from: string; readonly data: string }
+  | {
+      readonly t: 'event';
+      readonly event: 'mqtt-message';
+      /** the topic after `devices/<this device id>/` */
+      readonly topic: string;
+      /** base64 */
+      readonly payload: string;
+      /** the app's own filters (as it subscribed them) that the topic matches */
+      readonly filters: readonly string[];
+    };
 
 /** Bounds the supervisor enforces on every app (a hostile app sends garbage, huge messages, floods). */
 export const APP_IPC_LIMITS = Object.freeze({

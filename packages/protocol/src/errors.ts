@@ -751,6 +751,11 @@ export const ERROR_REGISTRY = {
     title: 'The app is not running',
     hint: 'start it (heptad device apps) or check its error reports',
   },
+  APP_MQTT_UNAVAILABLE: {
+    status: 0,
+    title: "The device's broker session is not up (no broker, connecting, or refused)",
+    hint: 'retry later; heptad device status shows the session (broker: …)',
+  },
 
   // Service
   SERVICE_NOT_READY: {

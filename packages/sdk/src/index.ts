@@ -1,7 +1,7 @@
 /**
  * @heptad/sdk — what an app imports inside its compartment (docs/apps.md §SDK).
  *
- *     import { gpio, net, fetch, storage, deviceAuth, events, apps } from '@heptad/sdk';
+ *     import { gpio, net, fetch, storage, deviceAuth, events, apps, mqtt } from '@heptad/sdk';
  *
  * Every call is a request to the supervisor, checked against the app's manifest; a refusal is a
  * HeptadAppError with a stable `code`. The SDK is provided by the device runtime (like Azure
@@ -15,10 +15,10 @@ export { apps } from './apps.ts';
 export { HeptadAppError, inCompartment } from './channel.ts';
 export { type DeviceCertificate, deviceAuth } from './device-auth.ts';
 export { events, type UpdatePending } from './events.ts';
+export { type MqttHandler, mqtt } from './mqtt.ts';
 export { type Connection, type FetchInit, fetch, net } from './net.ts';
 export { adc, gpio, i2c, type PinValue, type PwmState, pwm, spi, uart } from './peripherals.ts';
 export { storage } from './storage.ts';
-// mqtt: reserved, see ./mqtt.ts.
 
 export interface AppInfo {
   readonly componentId: string;

@@ -50,6 +50,8 @@ export interface AppOptions {
   readonly blobs?: BlobStore;
   /** the embedded MQTT broker: started when the app is ready, stopped when it closes; none when omitted */
   readonly mqtt?: MqttBrokerOptions | null;
+  /** the broker devices are told at attestation; default: the embedded broker's address (none when it is off) */
+  readonly mqttPublicUrl?: string | null;
   /** error-report limits and retention (defaults: DEFAULT_ERROR_REPORT_OPTIONS) */
   readonly errorReports?: Partial<ErrorReportOptions>;
   /** update metadata expiry and caching (defaults: DEFAULT_TUF_OPTIONS) */
@@ -190,7 +192,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const pki = new TenantPki(options.store.db, keys, clock, broker ? () => broker.reloadTrust() : undefined);
   const nonces = new NonceIssuer(keys.derive('attestation-nonce'));
   const attestation = new AttestationService(options.store, nonces, pki, clock, options.logger);
-  attestationRoutes(app, { ...deps, attestation, pki });
+  // What a device is told at attestation (docs/broker.md §The device's session): null when
+  // there is no broker. A broker listening on every address is named by the host the device used
+  // to reach this service (a name its server certificate carries, as the broker's does).
+  const brokerUrl = (requestHost: string): string | null => {
+    if (!broker || !options.mqtt) return null;
+    if (options.mqttPublicUrl) return options.mqttPublicUrl;
+    const h = ['0.0.0.0', '::'].includes(options.mqtt.host) ? requestHost : options.mqtt.host;
+    return `mqtts://${h.includes(':') && !h.startsWith('[') ? `[${h}]` : h}:${broker.port}`;
+  };
+  attestationRoutes(app, { ...deps, attestation, pki, brokerUrl });
   const images = new ImageService(
     options.store,
     new TenantImageKeys(options.store.db, keys, clock),

@@ -34,6 +34,13 @@ export interface ServiceConfig {
   readonly mqttListen: { readonly host: string; readonly port: number } | null;
   /** largest MQTT packet the broker reads */
   readonly mqttMaxPacketSize: number;
+  /**
+   * the broker URL devices are told at attestation (`mqtts://HOST:PORT`): a public name of the
+   * embedded broker, or another broker that trusts the tenant CAs. null: the embedded broker's own
+   * address (its listen host, or the host name the device used for the service when it listens on
+   * every address). Ignored when the broker is off.
+   */
+  readonly mqttPublicUrl: string | null;
   /** error reports: days kept (1–3650) */
   readonly reportRetentionDays: number;
   /** error reports per device and minute after the burst (1–1000000), and the burst (1–1000000) */
@@ -52,6 +59,7 @@ export interface RawConfig {
   tlsHosts?: string | readonly string[] | undefined;
   mqttListen?: string | undefined;
   mqttMaxPacketSize?: string | number | undefined;
+  mqttPublicUrl?: string | undefined;
   reportRetentionDays?: string | number | undefined;
   reportRatePerMinute?: string | number | undefined;
   reportRateBurst?: string | number | undefined;
@@ -109,6 +117,7 @@ export function readConfigFile(path: string): RawConfig {
     'tlsHosts',
     'mqttListen',
     'mqttMaxPacketSize',
+    'mqttPublicUrl',
     'reportRetentionDays',
     'reportRatePerMinute',
     'reportRateBurst',
@@ -129,6 +138,7 @@ export function fromEnv(env: NodeJS.ProcessEnv): RawConfig {
     tlsHosts: env['HEPTAD_TLS_HOSTS'],
     mqttListen: env['HEPTAD_MQTT_LISTEN'],
     mqttMaxPacketSize: env['HEPTAD_MQTT_MAX_PACKET_SIZE'],
+    mqttPublicUrl: env['HEPTAD_MQTT_PUBLIC_URL'],
     reportRetentionDays: env['HEPTAD_REPORT_RETENTION_DAYS'],
     reportRatePerMinute: env['HEPTAD_REPORT_RATE_PER_MINUTE'],
     reportRateBurst: env['HEPTAD_REPORT_RATE_BURST'],
@@ -188,6 +198,7 @@ export function resolveConfig(...sources: RawConfig[]): ServiceConfig {
       `must be an integer from ${MIN_MQTT_MAX_PACKET_SIZE} to ${MAX_MQTT_MAX_PACKET_SIZE} bytes`,
     );
   }
+  const mqttPublicUrl = merged.mqttPublicUrl === undefined ? null : parseMqttUrl(merged.mqttPublicUrl);
   const int = (setting: string, value: string | number | undefined, fallback: number, max: number) => {
     const n = Number(value ?? fallback);
     if (!Number.isInteger(n) || n < 1 || n > max) throw bad(setting, `must be an integer from 1 to ${max}`);
@@ -221,8 +232,31 @@ export function resolveConfig(...sources: RawConfig[]): ServiceConfig {
     tlsHosts: Object.freeze(tlsHosts),
     mqttListen: mqttListen && Object.freeze(mqttListen),
     mqttMaxPacketSize,
+    mqttPublicUrl,
     reportRetentionDays,
     reportRatePerMinute,
     reportRateBurst,
   });
+}
+
+/** `mqtts://HOST:PORT`, nothing else: devices speak only TLS to a broker, and need the port. */
+function parseMqttUrl(raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw bad('--mqtt-public-url', 'must be mqtts://HOST:PORT');
+  }
+  if (
+    u.protocol !== 'mqtts:' ||
+    u.hostname === '' ||
+    u.port === '' ||
+    u.username !== '' ||
+    u.password !== '' ||
+    (u.pathname !== '' && u.pathname !== '/') ||
+    u.search !== '' ||
+    u.hash !== ''
+  )
+    throw bad('--mqtt-public-url', 'must be mqtts://HOST:PORT');
+  return `mqtts://${u.host}`;
 }

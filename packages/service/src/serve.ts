@@ -152,6 +152,7 @@ export async function startService(
       keys,
       blobs,
       mqtt,
+      mqttPublicUrl: config.mqttPublicUrl,
       tufRenewIntervalMs: TUF_RENEW_INTERVAL_MS,
       errorReports: {
         retentionDays: config.reportRetentionDays,

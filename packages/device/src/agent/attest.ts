@@ -19,6 +19,8 @@ export interface AttestationOutcome {
   readonly capabilities: readonly string[];
   /** the tenant's production image public keys (PEM; may be empty) */
   readonly imageKeysPem: string;
+  /** the broker the service names (mqtts://HOST:PORT), null when it runs none */
+  readonly mqttUrl: string | null;
   readonly serial: string;
   readonly notBefore: string;
   readonly notAfter: string;
@@ -29,6 +31,7 @@ interface EvidenceAnswer {
   rotKind: string;
   capabilities?: string[];
   imageKeysPem?: string;
+  mqttUrl?: string | null;
   certificate: { serial: string; notBefore: string; notAfter: string; chainPem: string; rootPem: string };
 }
 
@@ -85,12 +88,15 @@ export async function attestOnce(opts: {
       ? answer.capabilities.filter((x): x is string => typeof x === 'string')
       : [];
     state.saveCapabilities(capabilities);
+    const mqttUrl = typeof answer.mqttUrl === 'string' ? answer.mqttUrl : null;
+    state.saveBrokerUrl(mqttUrl);
     record({ outcome: 'certified', serial: c.serial, notAfter: c.notAfter });
     return {
       deviceId: config.deviceId,
       rotKind: answer.rotKind,
       capabilities,
       imageKeysPem: typeof answer.imageKeysPem === 'string' ? answer.imageKeysPem : '',
+      mqttUrl,
       serial: c.serial,
       notBefore: c.notBefore,
       notAfter: c.notAfter,

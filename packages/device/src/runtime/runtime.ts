@@ -32,6 +32,8 @@ import {
 import { acknowledgeEvents, appendEvents, readEvents } from '../boot/events.ts';
 import { commitTrial, installRuntime } from '../boot/install.ts';
 import { loadPlatformKeys } from '../boot/platform-keys.ts';
+import { BrokerSession, describeSession } from '../broker/session.ts';
+import { writeBrokerStatus } from '../broker/status.ts';
 import { ReportQueue } from '../reports/queue.ts';
 import { createReportSender, uploadPending } from '../reports/uploader.ts';
 import { openRootOfTrust } from '../rot/open.ts';
@@ -88,6 +90,9 @@ export class DeviceRuntime {
   /** the first update check of this boot waits for the first attestation */
   #updateTimer: NodeJS.Timeout | undefined;
   #apps: AppSupervisor | undefined;
+  /** the one broker session (docs/broker.md §The device's session) */
+  #broker: BrokerSession | undefined;
+  #lastAttestOk = false;
 
   constructor(options: RuntimeOptions) {
     this.#o = options;
@@ -108,6 +113,23 @@ export class DeviceRuntime {
     });
     this.#rot = await openRootOfTrust(config.rot, this.#state.secretsDir);
     this.#client = new DeviceServiceClient(config.serviceUrl, this.#state.platformCaPem());
+    this.#broker = new BrokerSession({
+      deviceId: config.deviceId,
+      caPem: this.#state.platformCaPem(),
+      log: this.#o.log,
+      onMessage: (topic, payload) => this.#apps?.mqttMessage(topic, payload),
+      onState: (s) => {
+        writeBrokerStatus(this.#o.stateDir, this.#state.brokerUrl(), s, this.#clock());
+        // Refused (CONNACK 5): the certificate may have been revoked (quarantine). Attest now, once:
+        // refused again, the attestation scheduler retries with its own backoff, and the first
+        // certificate it gets (after a release) reconnects the session.
+        if (s.state === 'refused' && this.#lastAttestOk) {
+          this.#lastAttestOk = false;
+          this.#scheduler?.now();
+        }
+      },
+    });
+    writeBrokerStatus(this.#o.stateDir, null, this.#broker.state, this.#clock());
     this.#o.send({ type: 'ready' });
     this.#o.log(
       `runtime ${boot.version} (slot ${boot.slot}${boot.trial ? ', trial' : ''}) ready for device ${config.deviceId}`,
@@ -169,6 +191,8 @@ export class DeviceRuntime {
     r: { ok: true; outcome: AttestationOutcome } | { ok: false; error: unknown },
   ): Promise<void> {
     if (r.ok) this.#syncAppTrust(r.outcome);
+    this.#lastAttestOk = r.ok;
+    this.#syncBroker();
     this.#startApps();
     if (r.ok) {
       this.#o.send({ type: 'attested', ok: true, notAfter: r.outcome.notAfter });
@@ -197,6 +221,25 @@ export class DeviceRuntime {
   }
 
   /**
+   * The broker session follows every attestation outcome: the URL the service named last (null:
+   * none, the session is off) and the certificate the device holds now — a new one reconnects
+   * with it; a refused attestation (quarantine) leaves the old one, which the broker refuses, and
+   * the session backs off.
+   */
+  #syncBroker(): void {
+    if (this.#stopping || !this.#broker) return;
+    const cert = this.#state.certificate();
+    const live = cert && Date.parse(cert.notAfter) > this.#clock().getTime() ? cert : undefined;
+    const before = describeSession(this.#broker.state);
+    this.#broker.configure(
+      this.#state.brokerUrl(),
+      live && { keyPem: live.keyPem, chainPem: live.chainPem, serial: live.serial },
+    );
+    if (before === 'off' && this.#broker.state.state === 'off' && this.#state.brokerUrl() === null)
+      this.#o.log('broker: the service names no broker; no session');
+  }
+
+  /**
    * Apps start after the first attestation outcome, whatever it is: attested, the boot's
    * measurements are on record before any app adds its own; offline or refused, the device still
    * runs its (verified, measured) apps, as an Azure Sphere device does.
@@ -204,6 +247,7 @@ export class DeviceRuntime {
   #startApps(): void {
     if (this.#apps !== undefined || this.#stopping || !this.#rot) return;
     const config = this.#state.config();
+    const broker = this.#broker as BrokerSession;
     this.#apps = startAppSupervisor({
       state: this.#state,
       storage: this.#storage,
@@ -211,6 +255,19 @@ export class DeviceRuntime {
       pcr: config.measurementPcr,
       deviceId: config.deviceId,
       log: this.#o.log,
+      ...(this.#broker
+        ? {
+            mqtt: {
+              get connected() {
+                return broker.connected;
+              },
+              describe: () => describeSession(broker.state),
+              publish: (t: string, p: Buffer, q: 0 | 1) => broker.publish(t, p, q),
+              subscribe: (f: string) => broker.subscribe(f),
+              unsubscribe: (f: string) => broker.unsubscribe(f),
+            },
+          }
+        : {}),
       report: (e) => {
         try {
           this.#reports?.record(e);
@@ -537,6 +594,7 @@ export class DeviceRuntime {
     this.#scheduler?.stop();
     for (const t of this.#timers) clearInterval(t);
     this.#client?.close();
+    this.#broker?.stop();
     const rot = this.#rot;
     void (async () => {
       try {

@@ -196,6 +196,20 @@ export class DeviceState {
     writeFileAtomic(join(this.dir, 'capabilities.json'), `${JSON.stringify({ capabilities })}\n`, 0o644);
   }
 
+  /** The broker URL the service named at the last attestation (null: it runs none). */
+  saveBrokerUrl(url: string | null): void {
+    writeFileAtomic(join(this.dir, 'broker.json'), `${JSON.stringify({ mqttUrl: url })}\n`, 0o644);
+  }
+
+  brokerUrl(): string | null {
+    try {
+      const doc = JSON.parse(readFileSync(join(this.dir, 'broker.json'), 'utf8')) as { mqttUrl?: unknown };
+      return typeof doc.mqttUrl === 'string' ? doc.mqttUrl : null;
+    } catch {
+      return null; // never told: no broker
+    }
+  }
+
   capabilities(): readonly string[] {
     try {
       const doc = JSON.parse(readFileSync(join(this.dir, 'capabilities.json'), 'utf8')) as {

@@ -22,6 +22,8 @@ import {
   type PeripheralType,
   writeFileAtomic,
 } from '@heptad/protocol';
+import type { AppMqtt } from '../broker/app-mqtt.ts';
+import { MAX_MQTT_PAYLOAD_BYTES, subtopicProblem } from '../broker/topics.ts';
 import type { Peripherals } from './peripherals.ts';
 
 /** What the broker knows about the app asking. */
@@ -50,6 +52,10 @@ export interface BrokerDeps {
   /** the manifest of another installed app (for the both-sides check) */
   readonly manifestOf: (componentId: string) => AppManifest | undefined;
   readonly defer: (app: BrokeredApp, updateId: string, until: Date) => { until: string };
+  /** the SDK's mqtt over the runtime's broker session; absent: APP_MQTT_UNAVAILABLE */
+  readonly mqtt?: AppMqtt | undefined;
+  /** the tenant the device's current certificate names (undefined before the first one) */
+  readonly tenantId?: () => string | undefined;
   readonly connectTimeoutMs?: number;
 }
 
@@ -277,9 +283,60 @@ export class CapabilityBroker {
         });
         return { value: null };
       }
+      case 'mqtt.publish': {
+        const sub = this.#mqttTopic(app, args, 'topic', 'topic');
+        const max = Math.ceil(MAX_MQTT_PAYLOAD_BYTES / 3) * 4;
+        const raw = args['payload'];
+        if (typeof raw === 'string' && raw.length > max)
+          this.#deny(app, 'mqtt', `payload-too-large (${raw.length} base64 characters): ${sub}`);
+        const data = payload(args, 'payload');
+        const qos = args['qos'] === undefined ? 1 : (int(args, 'qos', 0, 1) as 0 | 1);
+        await this.#mqtt().publish(app.componentId, sub, data, qos);
+        return { value: null };
+      }
+      case 'mqtt.subscribe': {
+        const sub = this.#mqttTopic(app, args, 'filter', 'filter');
+        await this.#mqtt().subscribe(app.componentId, sub);
+        return { value: null };
+      }
+      case 'mqtt.unsubscribe': {
+        const sub = this.#mqttTopic(app, args, 'filter', 'filter');
+        await this.#mqtt().unsubscribe(app.componentId, sub);
+        return { value: null };
+      }
       case 'crash':
         return { value: null }; // handled by the supervisor before it gets here
     }
+  }
+
+  #mqtt(): AppMqtt {
+    const m = this.#d.mqtt;
+    if (m === undefined) throw new HeptadError('APP_MQTT_UNAVAILABLE', 'this device keeps no broker session');
+    return m;
+  }
+
+  /**
+   * The app's part of a topic (or filter) under `devices/<this device>/`, after the grant: the
+   * manifest's DeviceAuthentication must name the tenant of the device's certificate (an app built
+   * for another tenant speaks for no device here). Every refusal is a recorded violation.
+   */
+  #mqttTopic(
+    app: BrokeredApp,
+    args: Readonly<Record<string, unknown>>,
+    key: 'topic' | 'filter',
+    kind: 'topic' | 'filter',
+  ): string {
+    const v = args[key];
+    const shown = typeof v === 'string' ? JSON.stringify(v.slice(0, 200)) : typeof v;
+    const granted = app.manifest.capabilities.deviceAuthentication;
+    if (granted === null) this.#deny(app, 'DeviceAuthentication', `mqtt ${shown}`);
+    const tenant = this.#d.tenantId?.();
+    if (tenant === undefined)
+      throw new HeptadError('APP_MQTT_UNAVAILABLE', 'the device has no certificate yet (not attested)');
+    if (granted !== tenant) this.#deny(app, 'DeviceAuthentication', `mqtt for tenant ${granted}`);
+    const problem = subtopicProblem(v, kind);
+    if (problem !== null) this.#deny(app, 'mqtt', `${kind} ${problem}: ${shown}`);
+    return v as string;
   }
 
   #deviceAuth(app: BrokeredApp, what: string): void {

@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { measure } from '../boot/measure.ts';
+import type { MqttSessionPort } from '../broker/app-mqtt.ts';
 import type { ReportEvent } from '../reports/report.ts';
 import type { RootOfTrust } from '../rot/root-of-trust.ts';
 import type { DeviceState } from '../state/device-state.ts';
@@ -52,6 +53,7 @@ export function startAppSupervisor(o: {
   readonly deviceId: string;
   readonly log: (line: string) => void;
   readonly report: (e: ReportEvent) => void;
+  readonly mqtt?: MqttSessionPort;
 }): AppSupervisor {
   const sup = new AppSupervisor({
     stateDir: o.state.dir,
@@ -60,6 +62,7 @@ export function startAppSupervisor(o: {
     log: o.log,
     report: o.report,
     isolation: readConfig(o.state.dir, o.log),
+    ...(o.mqtt ? { mqtt: o.mqtt } : {}),
     certificate: () => o.state.certificate(),
     measure: async (entry) => {
       await measure(

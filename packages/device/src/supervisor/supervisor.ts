@@ -11,6 +11,7 @@
  * restarts from its trial slot; rollbackApp → back to the committed slot.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
@@ -40,6 +41,7 @@ import {
   isHeptadError,
   type MeasurementEntry,
   PERIPHERAL_TYPES,
+  parseDeviceCertificate,
   writeFileAtomic,
 } from '@heptad/protocol';
 import {
@@ -50,6 +52,7 @@ import {
   readAppSlot,
   type VerifiedApp,
 } from '../apps/store.ts';
+import { AppMqtt, type MqttSessionPort } from '../broker/app-mqtt.ts';
 import type { ReportEvent } from '../reports/report.ts';
 import { FsStorage, type Storage } from '../state/storage.ts';
 import { type Answer, type BrokeredApp, CapabilityBroker } from './broker.ts';
@@ -95,6 +98,8 @@ export interface SupervisorOptions {
   readonly measure?: (entry: MeasurementEntry) => Promise<void>;
   readonly certificate?: () => { keyPem: string; chainPem: string; notAfter: string } | undefined;
   readonly isolation?: IsolationOptions;
+  /** the runtime's broker session, for the SDK's mqtt (docs/apps.md §mqtt); absent: no broker */
+  readonly mqtt?: MqttSessionPort;
   readonly clock?: () => Date;
   /** how often the app store is checked for changes (default 1000 ms) */
   readonly pollMs?: number;
@@ -195,6 +200,8 @@ export class AppSupervisor {
   #board: BoardDefinition | undefined;
   #peripherals: Peripherals | undefined;
   #broker: CapabilityBroker | undefined;
+  #mqtt: AppMqtt | undefined;
+  #tenant: { chainPem: string; tenantId: string | undefined } | undefined;
   #poll: NodeJS.Timeout | undefined;
   #byteGuard: NodeJS.Timeout | undefined;
   #reconciling = false;
@@ -239,7 +246,22 @@ export class AppSupervisor {
       this.#board = { schemaVersion: 1, name: 'none', peripherals: new Map() };
     }
     this.#peripherals = new Peripherals(this.#o.stateDir, this.#board.name);
+    const session = this.#o.mqtt;
+    this.#mqtt =
+      session &&
+      new AppMqtt({
+        deviceId: this.#o.deviceId,
+        session,
+        log: this.#o.log,
+        deliver: (id, event, done) => {
+          const target = this.#apps.get(id);
+          if (target?.child === undefined || target.state !== 'running') return false;
+          return this.#send(target, event, undefined, done);
+        },
+      });
     this.#broker = new CapabilityBroker({
+      mqtt: this.#mqtt,
+      tenantId: () => this.#tenantId(),
       peripherals: this.#peripherals,
       dataDir: join(this.#o.stateDir, APP_DATA_DIR),
       privateDir: join(this.#root, 'priv'),
@@ -564,22 +586,46 @@ export class AppSupervisor {
     this.#o.log(`[app ${inst.name}] ${line.slice(0, LOG_LINE_MAX).replace(CONTROL, '?')}`);
   }
 
-  #send(inst: Instance, msg: unknown, handle?: Answer['handle']): void {
+  #send(inst: Instance, msg: unknown, handle?: Answer['handle'], done?: () => void): boolean {
     const child = inst.child;
     if (child === undefined || !child.connected) {
       if (handle !== undefined && 'remoteAddress' in handle) handle.destroy();
       else handle?.close();
-      return;
+      return false;
     }
     try {
       child.send(msg as object, handle as never, {}, (err) => {
+        done?.();
         if (err) this.#o.log(`supervisor: ${inst.name}: send failed: ${err.message}`);
         // Our copy of a handed-over server would keep accepting connections: close it.
         if (handle !== undefined && !('remoteAddress' in handle)) (handle as { close(): void }).close();
       });
+      return true;
     } catch {
       // the app is gone
+      return false;
     }
+  }
+
+  /** The tenant of the device's current certificate (read again when the certificate changes). */
+  #tenantId(): string | undefined {
+    const c = this.#o.certificate?.();
+    if (c === undefined) return undefined;
+    if (this.#tenant?.chainPem !== c.chainPem) {
+      let tenantId: string | undefined;
+      try {
+        tenantId = parseDeviceCertificate(new X509Certificate(c.chainPem).raw).tenantId;
+      } catch {
+        tenantId = undefined;
+      }
+      this.#tenant = { chainPem: c.chainPem, tenantId };
+    }
+    return this.#tenant.tenantId;
+  }
+
+  /** A message of the runtime's broker session: to the apps that subscribed to it. */
+  mqttMessage(topic: string, payload: Buffer): void {
+    this.#mqtt?.route(topic, payload);
   }
 
   async #onMessage(inst: Instance, m: unknown): Promise<void> {
@@ -687,6 +733,8 @@ export class AppSupervisor {
 
   #onExit(inst: Instance, code: number | null, signal: NodeJS.Signals | null): void {
     inst.child = undefined;
+    // Its subscriptions end with it (a restarted app subscribes again).
+    this.#mqtt?.forget(inst.componentId);
     removeAppCgroup(inst.cgroup);
     inst.lastExit = { code, signal, at: this.#clock().toISOString() };
     const ranMs = Date.now() - inst.startedAt;

@@ -143,11 +143,16 @@ const CaCert = Type.Object(
 export interface AttestationDeps extends RouteDeps {
   readonly attestation: AttestationService;
   readonly pki: TenantPki;
+  /** the broker URL a device is told, given the host name it reached the service by; null: none */
+  readonly brokerUrl?: (requestHost: string) => string | null;
 }
 
 const PEM = 'application/x-pem-file';
 
-export function attestationRoutes(app: App, { attestation, pki, store, clock }: AttestationDeps): void {
+export function attestationRoutes(
+  app: App,
+  { attestation, pki, store, clock, brokerUrl }: AttestationDeps,
+): void {
   app.addSchema(CaCert);
 
   // Attestation is how a device without a certificate proves who it is: the two calls are not
@@ -200,6 +205,10 @@ export function attestationRoutes(app: App, { attestation, pki, store, clock }: 
             imageKeysPem: Type.String({
               description: "the tenant's production image public keys (PEM, empty before its first image)",
             }),
+            mqttUrl: Type.Union([Type.String(), Type.Null()], {
+              description:
+                'the MQTT broker the device keeps its session with (mqtts://HOST:PORT), null when the service runs none',
+            }),
             certificate: Type.Object({
               serial: Type.String(),
               notBefore: Timestamp,
@@ -212,7 +221,10 @@ export function attestationRoutes(app: App, { attestation, pki, store, clock }: 
         },
       },
     },
-    async (req, reply) => reply.code(201).send(await attestation.attest(req.body)),
+    async (req, reply) =>
+      reply
+        .code(201)
+        .send({ ...(await attestation.attest(req.body)), mqttUrl: brokerUrl?.(req.hostname) ?? null }),
   );
 
   app.get(
