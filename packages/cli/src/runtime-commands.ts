@@ -70,6 +70,35 @@ export function loadSigningKey(ctx: CommandContext, file: string): KeyObject {
  * (@heptad/sdk) is bundled first and embedded as the text HEPTAD_SDK_BUNDLE: the supervisor hands
  * it to every app, so the SDK is signed and measured with the runtime (docs/apps.md §SDK).
  */
+const UNUSED_MODULES = /^(ws|socks|worker-timers)$/;
+const UNUSED_IN_RUNTIME = {
+  name: 'heptad-unused-in-runtime',
+  setup(b: {
+    onResolve: (
+      o: { filter: RegExp },
+      f: (a: { path: string }) => { path: string; namespace?: string; external?: boolean },
+    ) => void;
+    onLoad: (o: { filter: RegExp; namespace: string }, f: () => { contents: string; loader: 'js' }) => void;
+  }) {
+    b.onResolve({ filter: UNUSED_MODULES }, (a) => ({ path: a.path, namespace: 'heptad-unused' }));
+    // readable-stream is a copy of Node's own streams, for browsers: Node's is already loaded.
+    b.onResolve({ filter: /^readable-stream$/ }, () => ({ path: 'node:stream', external: true }));
+    b.onLoad({ filter: /.*/, namespace: 'heptad-unused' }, () => ({
+      contents: 'module.exports = {};',
+      loader: 'js',
+    }));
+    // Debug logging of tuf-js and the MQTT client (off unless DEBUG is set, which the runtime's
+    // empty environment never has): a logger that does nothing.
+    b.onResolve({ filter: /^debug$/ }, () => ({ path: 'debug', namespace: 'heptad-nodebug' }));
+    b.onLoad({ filter: /.*/, namespace: 'heptad-nodebug' }, () => ({
+      contents:
+        'const off = () => { const log = () => {}; log.enabled = false; log.extend = off; return log; };' +
+        ' off.enable = () => {}; off.disable = () => ""; off.enabled = () => false; module.exports = off;',
+      loader: 'js',
+    }));
+  },
+};
+
 export async function bundleRuntime(entry: string): Promise<Buffer> {
   const esbuild = await import('esbuild');
   try {
@@ -98,6 +127,9 @@ export async function bundleRuntime(entry: string): Promise<Buffer> {
       logLevel: 'silent',
       // Node built-ins stay imports; everything else is inside the one file that gets signed.
       packages: 'bundle',
+      // Parts of the MQTT client the device never uses (WebSocket and SOCKS transports, browser
+      // timers) are left out: the runtime would hold their source in memory for nothing.
+      plugins: [UNUSED_IN_RUNTIME],
       // The runtime holds its own source text in memory for as long as it runs: no whitespace
       // and simpler syntax (a third less). Identifiers are not renamed, so stack traces and crash
       // buckets keep their function names.
