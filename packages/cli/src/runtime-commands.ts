@@ -87,6 +87,13 @@ const UNUSED_IN_RUNTIME = {
       contents: 'module.exports = {};',
       loader: 'js',
     }));
+    // TUF delegations (tuf-js matches delegated paths with minimatch): Heptad's repositories have
+    // none, so no delegated path ever matches — a delegation in hostile metadata names nothing.
+    b.onResolve({ filter: /^minimatch$/ }, () => ({ path: 'minimatch', namespace: 'heptad-nomatch' }));
+    b.onLoad({ filter: /.*/, namespace: 'heptad-nomatch' }, () => ({
+      contents: 'module.exports = { minimatch: () => false };',
+      loader: 'js',
+    }));
     // Debug logging of tuf-js and the MQTT client (off unless DEBUG is set, which the runtime's
     // empty environment never has): a logger that does nothing.
     b.onResolve({ filter: /^debug$/ }, () => ({ path: 'debug', namespace: 'heptad-nodebug' }));
