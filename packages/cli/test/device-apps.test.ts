@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import type { RunningService } from '@heptad/service';
-import { DeviceProcess, makeRuntimeKit, readJson } from './support/device-process.ts';
+import { DeviceProcess, enrollDevice, makeRuntimeKit, readJson } from './support/device-process.ts';
 import { startLiveService } from './support/live-service.ts';
 import { runCaptured } from './support/run-cli.ts';
 
@@ -129,33 +129,16 @@ describe('apps on a device', () => {
       0,
     );
     state = join(dir, 'dev');
-    const made = await cli([
-      'device',
-      'manufacture',
-      '--state',
-      state,
-      '--rot',
-      'soft',
-      '--service',
-      svc.url,
-      '--platform-ca',
-      String(svc.caPath),
-      '--runtime',
-      rt.file,
-      '--runtime-signer',
-      kit.platformPub,
-      '--output',
-      'json',
-    ]);
-    assert.equal(made.code, 0, made.err);
-    deviceId = String(made.json()['deviceId']);
-    assert.equal((await cli(['device', 'register', '--from', join(state, 'registration.json')])).code, 0);
-    assert.equal((await cli(['device', 'claim', deviceId], { HEPTAD_TOKEN: adminToken })).code, 0);
     // A development device: the service grants it (the device follows at each attestation).
-    const cap = await cli(['device', 'capability', 'add', deviceId, 'appDevelopment'], {
-      HEPTAD_TOKEN: adminToken,
+    deviceId = await enrollDevice(cli, {
+      state,
+      serviceUrl: svc.url,
+      caPath: String(svc.caPath),
+      runtime: rt.file,
+      runtimeSigner: kit.platformPub,
+      adminToken,
+      capabilities: ['appDevelopment'],
     });
-    assert.equal(cap.code, 0, cap.err);
     adminTok = adminToken;
     assert.equal((await cli(['key', 'create', '--out', join(dir, 'dev.key')])).code, 0);
 
@@ -485,28 +468,14 @@ describe('apps on a device', () => {
 
   test('a developer app on a claimed device without the appDevelopment capability is not run: the service turns app development off', async () => {
     const st3 = join(dir, 'dev-production');
-    const made = await cli([
-      'device',
-      'manufacture',
-      '--state',
-      st3,
-      '--rot',
-      'soft',
-      '--service',
-      svc.url,
-      '--platform-ca',
-      String(svc.caPath),
-      '--runtime',
-      offline.rtFile,
-      '--runtime-signer',
-      offline.platformPub,
-      '--output',
-      'json',
-    ]);
-    assert.equal(made.code, 0, made.err);
-    const id3 = String(made.json()['deviceId']);
-    assert.equal((await cli(['device', 'register', '--from', join(st3, 'registration.json')])).code, 0);
-    assert.equal((await cli(['device', 'claim', id3], { HEPTAD_TOKEN: adminTok })).code, 0);
+    await enrollDevice(cli, {
+      state: st3,
+      serviceUrl: svc.url,
+      caPath: String(svc.caPath),
+      runtime: offline.rtFile,
+      runtimeSigner: offline.platformPub,
+      adminToken: adminTok,
+    });
     // Locally a developer may enable it; the service's answer at attestation wins.
     const r = await cli([
       'device',

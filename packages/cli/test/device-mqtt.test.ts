@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { RunningService } from '@heptad/service';
 import mqtt, { type MqttClient } from 'mqtt';
-import { DeviceProcess, makeRuntimeKit, readJson } from './support/device-process.ts';
+import { DeviceProcess, enrollDevice, makeRuntimeKit, readJson } from './support/device-process.ts';
 import { startLiveService } from './support/live-service.ts';
 import { runCaptured } from './support/run-cli.ts';
 
@@ -162,32 +162,15 @@ describe('device broker session and SDK mqtt', () => {
       0,
     );
     state = join(dir, 'dev');
-    const made = await cli([
-      'device',
-      'manufacture',
-      '--state',
+    deviceId = await enrollDevice(cli, {
       state,
-      '--rot',
-      'soft',
-      '--service',
-      svc.url,
-      '--platform-ca',
-      String(svc.caPath),
-      '--runtime',
-      rt.file,
-      '--runtime-signer',
-      kit.platformPub,
-      '--output',
-      'json',
-    ]);
-    assert.equal(made.code, 0, made.err);
-    deviceId = String(made.json()['deviceId']);
-    assert.equal((await cli(['device', 'register', '--from', join(state, 'registration.json')])).code, 0);
-    assert.equal((await cli(['device', 'claim', deviceId], { HEPTAD_TOKEN: adminToken })).code, 0);
-    const cap = await cli(['device', 'capability', 'add', deviceId, 'appDevelopment'], {
-      HEPTAD_TOKEN: adminToken,
+      serviceUrl: svc.url,
+      caPath: String(svc.caPath),
+      runtime: rt.file,
+      runtimeSigner: kit.platformPub,
+      adminToken,
+      capabilities: ['appDevelopment'],
     });
-    assert.equal(cap.code, 0, cap.err);
     assert.equal((await cli(['key', 'create', '--out', join(dir, 'dev.key')])).code, 0);
     await packApp('echo', ECHO_ID, ECHO, { DeviceAuthentication: tenantId });
     await packApp('noauth', NOAUTH_ID, NOAUTH, {});

@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { RunningService } from '@heptad/service';
-import { DeviceProcess, makeRuntimeKit, type RuntimeKit, readJson } from './support/device-process.ts';
+import {
+  DeviceProcess,
+  enrollDevice,
+  makeRuntimeKit,
+  type RuntimeKit,
+  readJson,
+} from './support/device-process.ts';
 import { startLiveService } from './support/live-service.ts';
 import { runCaptured } from './support/run-cli.ts';
 
@@ -38,27 +44,15 @@ describe('the update agent against a live service', () => {
 
   async function newDevice(group: string): Promise<{ state: string; id: string }> {
     const state = join(dir, `dev-${++n}`);
-    const made = await ok([
-      'device',
-      'manufacture',
-      '--state',
+    const id = await enrollDevice(cli, {
       state,
-      '--rot',
-      'soft',
-      '--service',
-      svc.url,
-      '--platform-ca',
-      String(svc.caPath),
-      '--runtime',
-      rt1.file,
-      '--runtime-signer',
-      kit.platformPub,
-      '--output',
-      'json',
-    ]);
-    const id = String(made.json()['deviceId']);
-    await ok(['device', 'register', '--from', join(state, 'registration.json')]);
-    await ok(['device', 'claim', id, '--device-group', group], true);
+      serviceUrl: svc.url,
+      caPath: String(svc.caPath),
+      runtime: rt1.file,
+      runtimeSigner: kit.platformPub,
+      adminToken,
+      group,
+    });
     return { state, id };
   }
   const jobsOf = (r: { json?: Record<string, unknown> | undefined }) =>

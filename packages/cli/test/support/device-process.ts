@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runCaptured } from './run-cli.ts';
+import { type CliRun, runCaptured } from './run-cli.ts';
 
 export const HEPTAD_BIN = fileURLToPath(new URL('../../bin/heptad.js', import.meta.url));
 
@@ -151,4 +151,55 @@ export function writeModule(dir: string, name: string, source: string): string {
 
 export function readJson(path: string): unknown {
   return JSON.parse(readFileSync(path, 'utf8'));
+}
+
+/** The CLI as a test runs it: arguments and extra environment (e.g. another user's token). */
+export type TestCli = (argv: string[], extra?: NodeJS.ProcessEnv) => Promise<CliRun>;
+
+/**
+ * Manufactures a soft device with `runtime` as its factory runtime, registers it (operator) and
+ * claims it with `adminToken` (into `group` when given; `capabilities` added after). Returns its id.
+ */
+export async function enrollDevice(
+  cli: TestCli,
+  o: {
+    state: string;
+    serviceUrl: string;
+    caPath: string;
+    runtime: string;
+    runtimeSigner: string;
+    adminToken: string;
+    group?: string;
+    capabilities?: readonly string[];
+  },
+): Promise<string> {
+  const must = async (argv: string[], extra: NodeJS.ProcessEnv = {}) => {
+    const r = await cli(argv, extra);
+    if (r.code !== 0) throw new Error(`heptad ${argv.join(' ')}: ${r.err}`);
+    return r;
+  };
+  const made = await must([
+    'device',
+    'manufacture',
+    '--state',
+    o.state,
+    '--rot',
+    'soft',
+    '--service',
+    o.serviceUrl,
+    '--platform-ca',
+    o.caPath,
+    '--runtime',
+    o.runtime,
+    '--runtime-signer',
+    o.runtimeSigner,
+    '--output',
+    'json',
+  ]);
+  const id = String(made.json()['deviceId']);
+  await must(['device', 'register', '--from', join(o.state, 'registration.json')]);
+  const admin = { HEPTAD_TOKEN: o.adminToken };
+  await must(['device', 'claim', id, ...(o.group ? ['--device-group', o.group] : [])], admin);
+  for (const c of o.capabilities ?? []) await must(['device', 'capability', 'add', id, c], admin);
+  return id;
 }
