@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { deviceIdOf } from '../packages/protocol/src/index.ts';
 import { createDatabase, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
+import { spawnServe } from './support/serve.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const { values: opts } = parseArgs({
@@ -62,30 +63,7 @@ async function startServe(
   ];
   if (db) args.push('--db', db);
   const prof = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${opts.profile}`] : [];
-  const child = spawn(process.execPath, [...prof, ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  let out = '';
-  const info = await new Promise<Record<string, string>>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error('serve did not start in 30 s')), 30_000);
-    child.stdout?.on('data', (c) => {
-      out += c;
-      try {
-        const j = JSON.parse(out) as Record<string, string>;
-        clearTimeout(timer);
-        res(j);
-      } catch {}
-    });
-    child.on('exit', (code) => rej(new Error(`serve exited ${code}`)));
-  });
-  return {
-    child,
-    url: String(info['url']),
-    token: readFileSync(String(info['operatorTokenFile']), 'utf8').trim(),
-    ca: readFileSync(String(info['caFile']), 'utf8'),
-  };
+  return spawnServe(process.execPath, [...prof, ...args], children);
 }
 
 function api(

@@ -1,9 +1,8 @@
 // The security service for update benchmarks: `heptad serve` as its own process (pinned to a
 // core), API calls as the operator or a tenant admin, and a tenant with attested soft devices and
 // a deployed image of a given size. Used by bench/updates.ts and bench/update-resume.ts.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { join, resolve } from 'node:path';
 import { SoftRootOfTrust } from '../../packages/device/src/index.ts';
@@ -14,8 +13,9 @@ import {
   DEFAULT_MEASUREMENT_PCR,
   deviceIdOf,
 } from '../../packages/protocol/src/index.ts';
+import { spawnServe } from './serve.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
+const _ROOT = resolve(import.meta.dirname, '../..');
 
 export interface Serve {
   child: ChildProcess;
@@ -30,29 +30,9 @@ export async function startServe(data: string, children: ChildProcess[], core = 
   args.push('--mqtt-listen', 'off', '--log-level', 'warn', '--output', 'json');
   // BENCH_NODE_ARGS: extra Node flags for the service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = process.env['BENCH_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
-  const child = spawn('taskset', ['-c', core, process.execPath, ...nodeArgs, ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  let out = '';
-  const info = await new Promise<Record<string, string>>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error('serve did not start in 30 s')), 30_000);
-    child.stdout?.on('data', (c) => {
-      out += c;
-      try {
-        const j = JSON.parse(out) as Record<string, string>;
-        clearTimeout(timer);
-        res(j);
-      } catch {}
-    });
-    child.on('exit', (code) => rej(new Error(`serve exited ${code}`)));
-  });
+  const served = await spawnServe('taskset', ['-c', core, process.execPath, ...nodeArgs, ...args], children);
   return {
-    child,
-    url: String(info['url']),
-    token: readFileSync(String(info['operatorTokenFile']), 'utf8').trim(),
-    ca: readFileSync(String(info['caFile']), 'utf8'),
+    ...served,
     db: join(data, 'heptad.sqlite'),
   };
 }
