@@ -5,7 +5,7 @@
 // on the service; a withdrawn release is offered to nobody and a device already above it refuses
 // the older runtime the director falls back to (below its floor), reported with its code.
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -60,7 +60,6 @@ describe('the update agent against a live service', () => {
   const updateNow = async (state: string) => {
     const r = await cli(['device', 'update-now', '--state', state, '--timeout', '90000', '--output', 'json']);
     if (r.code !== 0) {
-      const { existsSync, readFileSync } = await import('node:fs');
       r.err += `\ntrigger left: ${existsSync(join(state, 'incoming', 'update-now'))}; last check: ${existsSync(join(state, 'update', 'last-check.json')) ? readFileSync(join(state, 'update', 'last-check.json'), 'utf8') : 'none'}`;
     }
     return {
